@@ -1,0 +1,14 @@
+/*
+ * cmd_version.c: `tern version`.
+ */
+#include "tern/commands.h"
+
+#include <stdio.h>
+
+int tern_cmd_version(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    printf("tern %s\n", TERN_VERSION);
+    return 0;
+}
