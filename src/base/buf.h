@@ -22,7 +22,10 @@ typedef struct tern_buf {
     size_t cap;
 } tern_buf;
 
-#define TERN_BUF_INIT { NULL, 0, 0 }
+#define TERN_BUF_INIT                                                                              \
+    {                                                                                              \
+        NULL, 0, 0                                                                                 \
+    }
 
 void tern_buf_init(tern_buf *b);
 /* tern_buf_free releases the bytes; the buffer is empty and reusable afterwards. */

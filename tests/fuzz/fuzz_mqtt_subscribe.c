@@ -1,0 +1,81 @@
+/*
+ * fuzz_mqtt_subscribe.c: libFuzzer target for SUBSCRIBE, SUBACK, UNSUBSCRIBE and UNSUBACK. The
+ * first byte's top bits pick the type; the flags nibble stays the fuzzer's. Decoded packets must
+ * round-trip; every filter the iterator yields must be valid, its shared form must parse, and
+ * matching it against names built from it must not misbehave.
+ */
+#include "../unit/mqtt/mqtt_check.h"
+#include "mqtt/topic.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void check(bool ok, const char *what)
+{
+    if (!ok) {
+        fprintf(stderr, "fuzz_mqtt_subscribe: %s\n", what);
+        abort();
+    }
+}
+
+static void one(const uint8_t *data, size_t size, uint8_t version)
+{
+    const char *diff = mqtt_check_roundtrip(data, size, version);
+    if (diff) {
+        fprintf(stderr, "fuzz_mqtt_subscribe: round trip (v%d): %s\n", version, diff);
+        abort();
+    }
+    tern_mqtt_packet pkt;
+    tern_mqtt_status st;
+    size_t used;
+    if (tern_mqtt_decode(data, size, version, &pkt, &used, &st) != 0)
+        return;
+    if (pkt.type != TERN_MQTT_SUBSCRIBE && pkt.type != TERN_MQTT_UNSUBSCRIBE)
+        return;
+    tern_mqtt_iter it;
+    tern_mqtt_subscription s;
+    uint32_t n = 0;
+    const uint8_t *prev = NULL;
+    size_t prev_len = 0;
+    tern_mqtt_sub_iter_init(&it, pkt.type, &pkt.u.subscribe);
+    while (tern_mqtt_sub_iter_next(&it, &s)) {
+        n++;
+        check(tern_mqtt_topic_validate_filter(s.filter.p, s.filter.len) == 0, "filter");
+        check(s.qos <= 2 && s.retain_handling <= 2, "options");
+        const uint8_t *g, *in;
+        size_t gl, il;
+        const uint8_t *f = s.filter.p;
+        size_t fl = s.filter.len;
+        if (tern_mqtt_topic_parse_shared(f, fl, &g, &gl, &in, &il) == 1) {
+            check(gl > 0 && il > 0, "shared parts");
+            f = in;
+            fl = il;
+        }
+        if (tern_mqtt_topic_validate_name(f, fl) == 0)
+            check(tern_mqtt_topic_matches(f, fl, f, fl), "name-like filter must match itself");
+        if (prev && tern_mqtt_topic_validate_name(prev, prev_len) == 0)
+            (void)tern_mqtt_topic_matches(f, fl, prev, prev_len);
+        prev = f;
+        prev_len = fl;
+    }
+    check(n == pkt.u.subscribe.n_subs && n > 0, "iterator count");
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size == 0 || size > 65536)
+        return 0;
+    uint8_t *buf = malloc(size);
+    if (!buf)
+        return 0;
+    memcpy(buf, data, size);
+    static const uint8_t types[4] = { TERN_MQTT_SUBSCRIBE, TERN_MQTT_SUBACK,
+        TERN_MQTT_UNSUBSCRIBE, TERN_MQTT_UNSUBACK };
+    buf[0] = (uint8_t)(types[data[0] >> 6] << 4 | (data[0] & 0x0F));
+    one(buf, size, TERN_MQTT_V311);
+    one(buf, size, TERN_MQTT_V5);
+    free(buf);
+    return 0;
+}
