@@ -34,7 +34,7 @@ static void stream(const uint8_t *data, size_t size, uint8_t version)
             /* A limit below the packet size is reported before decoding. */
             size_t p2;
             check(tern_mqtt_frame(data + off, size - off, plen - 1, &p2) == TERN_ETOOBIG,
-                  "max packet size not enforced");
+                "max packet size not enforced");
         }
         const char *diff = mqtt_check_roundtrip(data + off, size - off, version);
         if (diff) {
@@ -48,10 +48,10 @@ static void stream(const uint8_t *data, size_t size, uint8_t version)
             version = pkt.u.connect.version;
         if (version == 0)
             return;
-        check(tern_mqtt_reason_str(pkt.type == TERN_MQTT_DISCONNECT ? pkt.u.disconnect.reason : 0,
-                                   pkt.type)
-                  != NULL,
-              "reason name");
+        check(tern_mqtt_reason_str(
+                  pkt.type == TERN_MQTT_DISCONNECT ? pkt.u.disconnect.reason : 0, pkt.type)
+                != NULL,
+            "reason name");
         off += used;
     }
 }

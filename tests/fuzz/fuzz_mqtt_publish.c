@@ -41,10 +41,10 @@ static void one(const uint8_t *data, size_t size, uint8_t version)
     if (p->topic.len > 0) {
         check(tern_mqtt_topic_validate_name(p->topic.p, p->topic.len) == 0, "topic name");
         check(tern_mqtt_topic_matches(p->topic.p, p->topic.len, p->topic.p, p->topic.len),
-              "topic does not match itself");
+            "topic does not match itself");
         bool dollar = p->topic.p[0] == '$';
         check(tern_mqtt_topic_matches((const uint8_t *)"#", 1, p->topic.p, p->topic.len) == !dollar,
-              "'#' and the '$' rule");
+            "'#' and the '$' rule");
     } else {
         check(TERN_MQTT_HAS_PROP(&p->props, TERN_MQTT_PROP_TOPIC_ALIAS), "empty topic, no alias");
     }
@@ -66,9 +66,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!buf)
         return 0;
     memcpy(buf, data, size);
-    static const uint8_t types[8] = { TERN_MQTT_PUBLISH, TERN_MQTT_PUBLISH, TERN_MQTT_PUBLISH,
-        TERN_MQTT_PUBLISH, TERN_MQTT_PUBACK, TERN_MQTT_PUBREC, TERN_MQTT_PUBREL,
-        TERN_MQTT_PUBCOMP };
+    static const uint8_t types[8]
+        = { TERN_MQTT_PUBLISH, TERN_MQTT_PUBLISH, TERN_MQTT_PUBLISH, TERN_MQTT_PUBLISH,
+              TERN_MQTT_PUBACK, TERN_MQTT_PUBREC, TERN_MQTT_PUBREL, TERN_MQTT_PUBCOMP };
     buf[0] = (uint8_t)(types[data[0] >> 5] << 4 | (data[0] & 0x0F));
     one(buf, size, TERN_MQTT_V311);
     one(buf, size, TERN_MQTT_V5);

@@ -71,8 +71,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!buf)
         return 0;
     memcpy(buf, data, size);
-    static const uint8_t types[4] = { TERN_MQTT_SUBSCRIBE, TERN_MQTT_SUBACK,
-        TERN_MQTT_UNSUBSCRIBE, TERN_MQTT_UNSUBACK };
+    static const uint8_t types[4]
+        = { TERN_MQTT_SUBSCRIBE, TERN_MQTT_SUBACK, TERN_MQTT_UNSUBSCRIBE, TERN_MQTT_UNSUBACK };
     buf[0] = (uint8_t)(types[data[0] >> 6] << 4 | (data[0] & 0x0F));
     one(buf, size, TERN_MQTT_V311);
     one(buf, size, TERN_MQTT_V5);
