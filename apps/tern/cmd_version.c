@@ -5,6 +5,8 @@
 
 #include <stdio.h>
 
+const char tern_cmd_version_summary[] = "print tern's version";
+
 int tern_cmd_version(int argc, char **argv)
 {
     (void)argc;

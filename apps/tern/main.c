@@ -1,11 +1,7 @@
 /*
- * main.c: the `tern` program. One binary, one subcommand per role:
- *
- *   tern broker ...   the MQTT broker (issue: broker)
- *   tern serve ...    every stage in one process (issue: pipeline)
- *   tern version      print the version
- *
- * Each subcommand's code lives in its module; this file only dispatches.
+ * main.c: the `tern` program. One binary, one subcommand per role (`tern broker`,
+ * `tern serve`, `tern log`, ...). Each subcommand's code lives in apps/tern/cmd_<name>.c and
+ * its module; this file only dispatches.
  */
 #include "tern/commands.h"
 
@@ -17,8 +13,9 @@ static const struct tern_command {
     int (*run)(int argc, char **argv);
     const char *summary;
 } commands[] = {
-    { "version", tern_cmd_version, "print tern's version" },
-    TERN_EXTRA_COMMANDS
+#define TERN_COMMAND(name) { #name, tern_cmd_##name, tern_cmd_##name##_summary },
+#include "tern_commands.inc"
+#undef TERN_COMMAND
 };
 
 static void usage(FILE *out)

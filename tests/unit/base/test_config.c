@@ -386,12 +386,12 @@ static void test_describe_and_core_schema(void **state)
     tern_config *core;
     assert_int_equal(tern_config_create(&core), 0);
     assert_int_equal(tern_config_add_schema(core, tern_config_schema_core), 0);
-    assert_string_equal(tern_config_get_string(core, "log.level"), "info");
+    assert_string_equal(tern_config_get_string(core, "logging.level"), "info");
     tern_buf b = TERN_BUF_INIT;
     assert_int_equal(tern_config_describe(core, &b), 0);
     assert_int_equal(tern_buf_append_u8(&b, 0), 0);
     const char *text = (const char *)b.data;
-    assert_non_null(strstr(text, "[log]\n"));
+    assert_non_null(strstr(text, "[logging]\n"));
     assert_non_null(strstr(text, "# type: enum, one of error|warn|info|debug\n# level = info\n"));
     assert_non_null(strstr(text, "\n[data]\n"));
     /* What describe prints parses once uncommented: it is a valid sample. */

@@ -1,0 +1,137 @@
+/*
+ * broker.h: tern's MQTT broker: connections, sessions, subscriptions, retained messages, wills,
+ * QoS 0/1/2 state machines for MQTT 3.1.1 and 5.0, auth/ACL and admission control.
+ *
+ * The broker runs on one event loop (src/loop) and uses the pure codec in src/mqtt. It owns
+ * every connection and session; nothing here is thread-safe: call everything on the loop's
+ * thread. Bytes from clients are untrusted: a malformed packet closes that connection with the
+ * reason code the specification names (DISCONNECT for 5.0, a plain close for 3.1.1), costs one
+ * counter increment and one rate-limited log line, and never affects another client.
+ *
+ * Ingest seam: publishes whose topic matches a configured ingest filter are handed to a sink
+ * (tern_broker_sink) that may complete later; a QoS 1/2 publish is acknowledged (PUBACK /
+ * PUBREC) only when the sink reports it stored. The log module provides the production sink.
+ */
+#ifndef TERN_BROKER_BROKER_H
+#define TERN_BROKER_BROKER_H
+
+#include "loop/loop.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct tern_broker tern_broker;
+
+/* One record handed to the ingest sink. Every pointer is borrowed for the call only. */
+typedef struct tern_broker_ingest {
+    const char *client_id;
+    const uint8_t *topic;
+    size_t topic_len;
+    const uint8_t *payload;
+    size_t payload_len;
+    uint8_t qos;
+    uint64_t arrival_ms; /* wall clock */
+} tern_broker_ingest;
+
+typedef struct tern_broker_sink {
+    void *ctx;
+    /*
+     * submit offers one record (borrowed for the call). Return 0 when the sink takes it: then,
+     * if token is not NULL (a QoS 1/2 publish waiting for its acknowledgement), the sink calls
+     * tern_broker_ingest_done(broker, token, status) exactly once, later, on the broker's loop
+     * thread (never from inside submit). Return a negative code to refuse at once: token is
+     * then not used. QoS 0 records come with token NULL (best effort).
+     */
+    int (*submit)(void *ctx, const tern_broker_ingest *rec, void *token);
+} tern_broker_sink;
+
+/*
+ * tern_broker_ingest_done completes a submit: status 0 means stored durably (the broker now
+ * sends PUBACK / PUBREC), TERN_EQUOTA means refused for lack of space (5.0 reason 0x97), any
+ * other negative code means not stored (0x80). A 3.1.1 client, which cannot be told of a
+ * refusal, is disconnected instead: the broker never acknowledges what was not stored.
+ */
+void tern_broker_ingest_done(tern_broker *broker, void *token, int status);
+
+typedef struct tern_broker_config {
+    const char *const *listen; /* "HOST:PORT" TCP listeners; n_listen of them */
+    size_t n_listen;
+    const char *const *tls_listen; /* "HOST:PORT" TLS listeners; n_tls_listen of them */
+    size_t n_tls_listen;
+    const char *tls_cert_file; /* PEM server certificate chain */
+    const char *tls_key_file;  /* PEM private key */
+    const char *tls_ca_file;   /* PEM CA for client certificates; NULL: none asked */
+    bool tls_require_certificate;
+    bool tls_use_identity_as_username; /* client certificate CN = username, no password */
+    const char *data_dir; /* persistent state under DATA/broker/; NULL: nothing persists */
+    bool allow_anonymous;
+    const char *password_file; /* NULL: none (then only anonymous access, if allowed) */
+    const char *acl_file;      /* NULL: tern's default device ACL (docs/security.md) */
+    uint32_t max_connections;  /* 0: no limit but the process's descriptors */
+    uint32_t max_packet_bytes; /* largest packet accepted from a client */
+    uint16_t receive_max;      /* QoS 1/2 publishes a client may have unacknowledged (v5) */
+    uint16_t max_inflight;     /* QoS 1/2 messages in flight to a client */
+    uint32_t max_queued;       /* queued messages per session beyond the in-flight window */
+    uint16_t topic_alias_max;  /* topic aliases a v5 client may use towards the broker */
+    uint32_t max_topic_bytes;
+    uint32_t max_topic_levels;
+    uint32_t connect_timeout_ms; /* a connection must send CONNECT within this */
+    uint32_t max_session_expiry_s;
+    uint64_t connect_rate_per_s; /* admission token bucket: new connections per second */
+    uint64_t connect_burst;
+    size_t max_out_buffer_bytes;       /* per connection: QoS 0 beyond this is dropped (counted) */
+    const char *const *ingest_filters; /* topic filters whose publishes go to the sink */
+    size_t n_ingest_filters;
+} tern_broker_config;
+
+/* tern_broker_config_defaults fills cfg with tern's defaults (docs/broker.md). */
+void tern_broker_config_defaults(tern_broker_config *cfg);
+
+/*
+ * tern_broker_new creates a broker on loop with a copy of cfg's scalar settings (string arrays
+ * are copied too) and opens its listeners. Sets *out only on success. Returns 0,
+ * TERN_ECONFIG (a bad listen address, password or ACL file: the reason is logged),
+ * TERN_ENOMEM, or -errno from socket/bind/listen (e.g. -EADDRINUSE).
+ */
+int tern_broker_new(tern_loop *loop, const tern_broker_config *cfg, tern_broker **out);
+
+/* tern_broker_set_sink installs the ingest sink (borrowed; it must outlive the broker). */
+void tern_broker_set_sink(tern_broker *broker, const tern_broker_sink *sink);
+
+/* tern_broker_port returns the TCP port of listener i (useful when it was configured as 0). */
+int tern_broker_port(const tern_broker *broker, size_t i);
+
+/*
+ * tern_broker_shutdown stops accepting, sends DISCONNECT 0x8B (server shutting down) to every
+ * v5 client, closes every connection (wills of clean disconnects are not sent) and stops its
+ * listeners. The loop may then be stopped. Safe to call twice.
+ */
+void tern_broker_shutdown(tern_broker *broker);
+
+/* tern_broker_free releases everything. The broker must have been shut down. NULL is a no-op. */
+void tern_broker_free(tern_broker *broker);
+
+/* Figures for $SYS topics and the metrics registry. */
+typedef struct tern_broker_stats {
+    uint64_t connections;       /* gauge: open connections (CONNECT accepted) */
+    uint64_t sessions;          /* gauge: sessions, online and offline */
+    uint64_t subscriptions;     /* gauge */
+    uint64_t retained;          /* gauge: retained messages */
+    uint64_t connects_total;    /* accepted CONNECTs */
+    uint64_t connects_refused;  /* CONNACK with a failure code, or admission refusals */
+    uint64_t admission_refused; /* refused by the token bucket (0x9F) */
+    uint64_t msgs_received;     /* PUBLISH packets received */
+    uint64_t msgs_sent;         /* PUBLISH packets sent */
+    uint64_t bytes_received;
+    uint64_t bytes_sent;
+    uint64_t protocol_errors;    /* connections closed for malformed input or protocol errors */
+    uint64_t dropped_qos0;       /* QoS 0 messages dropped (slow consumer / full queue) */
+    uint64_t dropped_queue_full; /* QoS 1/2 messages dropped because a session queue was full */
+    uint64_t ingest_submitted;
+    uint64_t ingest_failed;
+} tern_broker_stats;
+
+void tern_broker_get_stats(const tern_broker *broker, tern_broker_stats *out);
+
+#endif

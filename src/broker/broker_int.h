@@ -1,0 +1,302 @@
+/*
+ * broker_int.h: the broker's private structures, shared by its files (private to src/broker).
+ *
+ *   broker.c           the broker object, listeners, accept, admission, shutdown
+ *   conn.c             one client connection: reading, framing, writing, closing
+ *   read_handle.c      the dispatcher: one decoded packet -> its handler; errors -> reason codes
+ *   handle_connect.c   CONNECT / CONNACK, session takeover, auth
+ *   handle_publish.c   PUBLISH in, PUBACK/PUBREC/PUBREL/PUBCOMP in both directions
+ *   handle_subscribe.c SUBSCRIBE / UNSUBSCRIBE
+ *   session.c          sessions: table, in-flight window, queue, expiry
+ *   deliver.c          routing one message to the matching subscriptions
+ *   message.c          refcounted messages
+ *   will.c             Last Will
+ */
+#ifndef TERN_BROKER_INT_H
+#define TERN_BROKER_INT_H
+
+#include "broker/broker.h"
+
+#include "base/buf.h"
+#include "base/error.h"
+#include "base/token_bucket.h"
+#include "broker/topic_tree.h"
+#include "loop/loop.h"
+#include "mqtt/mqtt.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+typedef struct broker_conn broker_conn;
+typedef struct broker_session broker_session;
+
+/* ---- messages ---------------------------------------------------------------------------- */
+
+/*
+ * A message as the broker keeps it: one allocation holding topic, payload and the 5.0
+ * properties that travel with it, shared by every session it is queued for (refcounted).
+ */
+typedef struct broker_msg {
+    uint32_t refs;
+    uint8_t qos;    /* as published */
+    bool retain;    /* as published */
+    bool has_props; /* any 5.0 property to forward */
+    uint8_t payload_format;
+    bool has_payload_format;
+    bool has_expiry;
+    uint32_t topic_len;
+    uint32_t payload_len;
+    uint64_t expire_at_ms; /* loop time; meaningful when has_expiry */
+    uint64_t created_ms;   /* loop time */
+    uint64_t store_id;     /* id in the journal; 0 until journaled (store.c) */
+    uint64_t snap_gen;     /* journal generation that holds this message's record */
+    tern_mqtt_str content_type;
+    tern_mqtt_str response_topic;
+    tern_mqtt_str correlation_data;
+    const uint8_t *user_raw; /* raw property bytes holding the user properties */
+    uint32_t user_raw_len;
+    uint32_t n_user;
+    const char *publisher_id; /* client id of the publisher (for no-local), NUL-terminated */
+    uint8_t *payload;
+    char topic[]; /* NUL-terminated, then payload and the property bytes */
+} broker_msg;
+
+/* broker_msg_new copies pub (borrowed) into a new message with one reference. NULL on ENOMEM. */
+broker_msg *broker_msg_new(const tern_mqtt_publish *pub, const char *publisher_id, uint64_t now_ms);
+void broker_msg_ref(broker_msg *m);
+void broker_msg_unref(broker_msg *m);
+/* broker_msg_expired: has a message expiry interval passed? */
+bool broker_msg_expired(const broker_msg *m, uint64_t now_ms);
+
+/* ---- sessions ---------------------------------------------------------------------------- */
+
+/* One message waiting for, or in, the in-flight window towards a client. */
+typedef struct broker_out {
+    broker_msg *msg;
+    uint8_t qos;   /* delivered QoS: min(published, granted) */
+    bool retain;   /* retain flag as it will be sent */
+    uint8_t state; /* OUT_QUEUED, OUT_WAIT_PUBACK, OUT_WAIT_PUBREC, OUT_WAIT_PUBCOMP */
+    uint16_t packet_id;
+    uint64_t store_id; /* journaled (persistent session, QoS > 0); 0 otherwise */
+    uint32_t n_sub_ids;
+    uint32_t sub_ids[4]; /* subscription identifiers of the matching subscriptions (5.0) */
+    struct broker_out *next;
+    struct broker_out *prev;
+} broker_out;
+
+enum { OUT_QUEUED = 0, OUT_WAIT_PUBACK, OUT_WAIT_PUBREC, OUT_WAIT_PUBCOMP };
+
+struct broker_session {
+    tern_broker *broker;
+    char *client_id;
+    broker_session *hash_next;
+    broker_conn *conn; /* NULL while offline */
+    bool clean;        /* discard at disconnect (3.1.1 clean session / 5.0 expiry 0) */
+    bool journaled;    /* its state is kept in the journal (store.c) */
+    uint32_t expiry_s;
+    uint64_t offline_since_ms;
+    tern_topic_subscriber subscriber; /* its subscriptions in the broker's topic tree */
+    /* Outgoing QoS 1/2: in-flight in send order, then queued. */
+    broker_out *out_head, *out_tail;
+    uint32_t n_inflight;
+    uint32_t n_queued;
+    uint16_t next_packet_id;
+    /* Incoming QoS 2 packet ids that got PUBREC and wait for PUBREL (bitmap of 65536 ids,
+     * allocated on first use). */
+    uint8_t *qos2_in;
+    uint32_t n_qos2_in;
+    tern_loop_timer expiry_timer;
+    broker_msg *pending_will; /* a 5.0 will waiting out its delay */
+    tern_loop_timer will_timer;
+};
+
+/* ---- connections ------------------------------------------------------------------------- */
+
+enum { CONN_NEW = 0, CONN_ACTIVE, CONN_CLOSED };
+
+struct broker_conn {
+    tern_loop_io io;
+    tern_loop_timer timer; /* CONNECT timeout, then keepalive */
+    tern_loop_task free_task;
+    tern_broker *broker;
+    broker_conn *prev, *next; /* in the broker's list of open, then of closed connections */
+    int fd;
+    uint8_t state;
+    uint8_t version; /* 0 until CONNECT */
+    bool will_pending;
+    bool writing; /* WRITE interest armed */
+    bool dirty;   /* on the broker's list of connections to flush this iteration */
+    broker_conn *dirty_prev, *dirty_next;
+    uint16_t keepalive_s;
+    char peer[48];
+    tern_buf in;
+    tern_buf out;
+    size_t out_off; /* bytes of out already written */
+    broker_session *session;
+    char *username;
+    /* what the client told us (5.0) */
+    uint32_t client_max_packet;
+    uint16_t client_receive_max;
+    uint16_t client_topic_alias_max;
+    bool request_problem_info;
+    /* QoS 1/2 publishes received and not yet acknowledged (receive maximum accounting) */
+    uint32_t n_unacked_in;
+    /* topic aliases the client set (index 1..topic_alias_max) */
+    char **alias_in;
+    /* Last Will */
+    broker_msg *will;
+    uint32_t will_delay_s;
+    uint32_t n_pending_ingest; /* sink completions outstanding for this connection */
+    struct ssl_st *ssl;        /* TLS listeners only */
+    bool tls_want_write;       /* OpenSSL must write before it can read further */
+    bool tls_identity_checked;
+    char *tls_identity; /* certificate CN, when used as the username */
+};
+
+/* ---- the broker -------------------------------------------------------------------------- */
+
+typedef struct broker_listener {
+    tern_loop_io io;
+    tern_loop_timer pause; /* accepting paused while descriptors run out */
+    tern_broker *broker;
+    int fd;
+    int port;
+    bool tls;
+} broker_listener;
+
+struct tern_broker {
+    tern_loop *loop;
+    tern_broker_config cfg;
+    char **listen_copy;
+    char **tls_listen_copy;
+    char **ingest_copy;
+    broker_listener *listeners;
+    size_t n_listeners;
+    broker_conn *conns;  /* open connections */
+    broker_conn *closed; /* closed, waiting for their deferred free */
+    uint32_t n_conns;
+    broker_session **sessions; /* hash table by client id */
+    uint32_t n_session_buckets;
+    uint32_t n_sessions;
+    tern_topic_tree *subs;                 /* subscription index */
+    struct broker_store *store;            /* journal; NULL without a data directory */
+    tern_topic_matches matches;            /* reused by every routing */
+    broker_conn *dirty;                    /* connections with output to flush */
+    tern_loop_task flush_task;
+    struct ssl_ctx_st *tls_ctx;
+    struct tern_broker_retained *retained; /* retained store (retained.h) */
+    struct tern_broker_auth *auth; /* NULL without a password file */
+    struct tern_broker_acl *acl;
+    const tern_broker_sink *sink;
+    tern_token_bucket admission;
+    uint64_t next_client_id;
+    bool shutting_down;
+    bool store_failed; /* the journal cannot be written: refuse everyone */
+    tern_broker_stats stats;
+    uint8_t scratch[65536]; /* every connection reads into this first (see conn.c) */
+};
+
+/* conn.c */
+void broker_conn_accept(tern_broker *b, int fd, bool tls);
+/* broker_conn_send appends a packet to the connection's output; 0 or TERN_ENOMEM. */
+int broker_conn_send(broker_conn *c, const tern_mqtt_packet *pkt);
+/* broker_conn_mark_dirty schedules a flush of c at the end of this loop iteration. */
+void broker_conn_mark_dirty(broker_conn *c);
+/* broker_conn_flush writes what it can now and arms WRITE interest for the rest. */
+void broker_conn_flush(broker_conn *c);
+/* broker_conn_close closes c: reason >= 0x80 is sent in a 5.0 DISCONNECT first; the will is
+ * published when will is true. Safe to call from any handler; c is freed later. */
+void broker_conn_close(broker_conn *c, uint8_t reason, bool will);
+void broker_conn_reset_keepalive(broker_conn *c);
+size_t broker_conn_out_pending(const broker_conn *c);
+
+/* read_handle.c: handle one decoded packet. 0, or a reason code >= 0x80 to close with. */
+int broker_handle_packet(broker_conn *c, const tern_mqtt_packet *pkt);
+int broker_handle_connect(broker_conn *c, const tern_mqtt_connect *p);
+int broker_handle_publish(broker_conn *c, const tern_mqtt_publish *p);
+int broker_handle_ack(broker_conn *c, uint8_t type, const tern_mqtt_ack *p);
+int broker_handle_subscribe(broker_conn *c, const tern_mqtt_subscribe *p);
+int broker_handle_unsubscribe(broker_conn *c, const tern_mqtt_subscribe *p);
+
+/* session.c */
+broker_session *broker_session_find(tern_broker *b, const char *client_id);
+int broker_session_create(tern_broker *b, const char *client_id, broker_session **out);
+void broker_session_destroy(tern_broker *b, broker_session *s);
+/* A connection ended: destroy a clean session, or keep it offline until it expires. */
+void broker_session_detach(tern_broker *b, broker_session *s);
+/* Offer a message to a session at qos (already min'ed with the granted QoS). */
+void broker_session_deliver(tern_broker *b, broker_session *s, broker_msg *m, uint8_t qos,
+    bool retain, const uint32_t *sub_ids, uint32_t n_sub_ids);
+/* Send queued messages while the in-flight window allows (after an ack or a reconnect). */
+void broker_session_pump(tern_broker *b, broker_session *s);
+/* Resend in-flight messages with DUP after a reconnect (session present). */
+void broker_session_resend(tern_broker *b, broker_session *s);
+/* Handle an incoming PUBACK / PUBREC / PUBCOMP for packet_id. 0 or a reason code. */
+int broker_session_acked(tern_broker *b, broker_session *s, uint8_t type, uint16_t packet_id,
+                         uint8_t reason);
+void broker_session_free_all(tern_broker *b);
+/* Incoming QoS 2 ids between PUBREC and PUBREL (journaled for persistent sessions). */
+bool broker_session_qos2_has(const broker_session *s, uint16_t id);
+int broker_session_qos2_set(broker_session *s, uint16_t id, bool on);
+/* Journal replay: rebuild the out list without sending anything. */
+broker_out *broker_session_restore_out(broker_session *s, broker_msg *m, uint8_t qos,
+                                       bool retain, const uint32_t *sub_ids, uint32_t n_sub_ids);
+void broker_session_restore_out_state(broker_session *s, broker_out *o, uint8_t state,
+                                      uint16_t packet_id);
+void broker_session_drop_out(broker_session *s, broker_out *o);
+
+/* deliver.c */
+/* Route m to every matching subscription (and store it if retained). from may be NULL. */
+void broker_route(tern_broker *b, broker_msg *m, broker_session *from);
+/* retain.c: send the retained messages matching filter to s (after a SUBACK). */
+void broker_send_retained(tern_broker *b, broker_session *s, const uint8_t *filter,
+                          size_t filter_len, uint8_t granted_qos, uint32_t sub_id);
+
+/* retain.c and security.c own their parts of the broker object. */
+int broker_retained_init(tern_broker *b);
+void broker_retained_free(tern_broker *b);
+int broker_security_init(tern_broker *b);
+void broker_security_free(tern_broker *b);
+
+/* security.c: authentication and ACL decisions (auth.h / acl.h underneath). */
+/* broker_security_authenticate returns 0, or the 5.0 CONNACK reason to refuse with. */
+int broker_security_authenticate(tern_broker *b, broker_conn *c, const tern_mqtt_connect *p);
+bool broker_security_may_publish(tern_broker *b, const char *client_id, const char *username,
+                                 const uint8_t *topic, size_t topic_len);
+bool broker_security_may_subscribe(tern_broker *b, const char *client_id, const char *username,
+                                   const uint8_t *filter, size_t filter_len);
+
+/* conn.c: free a closed connection whose last ingest completion arrived. */
+void broker_conn_release(broker_conn *c);
+
+/* retain.c: store (or, with an empty payload, clear) a retained message, journaled. */
+void broker_retain(tern_broker *b, broker_msg *m);
+/* broker_retained_set sets (m != NULL, a new reference is taken) or clears topic, no journal. */
+void broker_retained_set(tern_broker *b, const char *topic, size_t len, broker_msg *m);
+/* broker_retained_foreach calls fn for every retained message. */
+void broker_retained_foreach(tern_broker *b,
+                             void (*fn)(void *ctx, const char *topic, size_t len, broker_msg *m),
+                             void *ctx);
+
+/* tls.c: TLS listeners; the io functions hide whether a connection is TLS. */
+int broker_tls_init(tern_broker *b);
+void broker_tls_free(tern_broker *b);
+int broker_tls_attach(broker_conn *c);
+void broker_tls_detach(broker_conn *c);
+/* Socket semantics: > 0 bytes, 0 peer closed, -1 with errno (EAGAIN: try later). */
+ssize_t broker_io_recv(broker_conn *c, void *buf, size_t len);
+ssize_t broker_io_send(broker_conn *c, const void *buf, size_t len);
+/* broker_io_pending: decrypted bytes wait inside OpenSSL (epoll will not report them). */
+bool broker_io_pending(const broker_conn *c);
+
+/* will.c */
+/* broker_will_publish publishes (or, with a will delay, schedules) c's will. Call it while
+ * c->session is still attached. */
+void broker_will_publish(tern_broker *b, broker_conn *c);
+/* broker_will_cancel drops a delayed will (the client came back to its session). */
+void broker_will_cancel(broker_session *s);
+/* broker_will_session_end publishes a delayed will now: its session is ending. */
+void broker_will_session_end(tern_broker *b, broker_session *s);
+
+#endif

@@ -1,0 +1,67 @@
+/*
+ * will.c: the Last Will. Published when a connection ends without a normal DISCONNECT
+ * (keepalive timeout, socket error, protocol error, DISCONNECT 0x04, takeover), never after a
+ * normal DISCONNECT. A 5.0 Will Delay Interval postpones it while the session lives on: if the
+ * client reconnects to the session first, the will is dropped; if the session ends first, the
+ * will is published then.
+ */
+#include "broker/broker_int.h"
+
+#include "base/log.h"
+
+static void publish_now(tern_broker *b, broker_msg *m)
+{
+    if (m->retain)
+        broker_retain(b, m);
+    broker_route(b, m, NULL);
+}
+
+static void will_timer_cb(tern_loop_timer *t)
+{
+    broker_session *s = t->data;
+    broker_msg *m = s->pending_will;
+    s->pending_will = NULL;
+    if (m) {
+        publish_now(s->broker, m);
+        broker_msg_unref(m);
+    }
+}
+
+void broker_will_publish(tern_broker *b, broker_conn *c)
+{
+    broker_msg *m = c->will;
+    c->will = NULL;
+    broker_session *s = c->session;
+    bool delayed = c->will_delay_s > 0 && s && !s->clean && s->expiry_s > 0;
+    if (!delayed) {
+        publish_now(b, m);
+        broker_msg_unref(m);
+        return;
+    }
+    /* Held by the session; sent when the delay or the session ends, whichever is first. */
+    uint32_t delay_s = c->will_delay_s < s->expiry_s ? c->will_delay_s : s->expiry_s;
+    broker_will_cancel(s);
+    s->pending_will = m;
+    tern_loop_timer_init(b->loop, &s->will_timer, will_timer_cb, s);
+    tern_loop_timer_start(&s->will_timer, (uint64_t)delay_s * 1000u, 0);
+}
+
+void broker_will_cancel(broker_session *s)
+{
+    if (!s->pending_will)
+        return;
+    tern_loop_timer_stop(&s->will_timer);
+    broker_msg_unref(s->pending_will);
+    s->pending_will = NULL;
+}
+
+void broker_will_session_end(tern_broker *b, broker_session *s)
+{
+    if (!s->pending_will)
+        return;
+    tern_loop_timer_stop(&s->will_timer);
+    broker_msg *m = s->pending_will;
+    s->pending_will = NULL;
+    publish_now(b, m);
+    broker_msg_unref(m);
+}
