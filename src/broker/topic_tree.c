@@ -677,9 +677,8 @@ static int append_filter(const tern_trie_node *n, tern_buf *out)
 }
 
 int tern_topic_subscriber_foreach(const tern_topic_subscriber *who,
-                                  void (*fn)(void *ctx, const char *filter, size_t len,
-                                             const tern_topic_sub_opts *opts),
-                                  void *ctx)
+    void (*fn)(void *ctx, const char *filter, size_t len, const tern_topic_sub_opts *opts),
+    void *ctx)
 {
     tern_buf filter = TERN_BUF_INIT;
     int rc = 0;

@@ -156,6 +156,7 @@ size_t tern_topic_group_size(const tern_topic_group *group);
  * no_local are skipped when their subscriber is publisher (NULL: nobody). Groups with no
  * available member give an item with who = NULL and group set, so the caller can decide.
  * Returns 0 or TERN_ENOMEM (the buffer then holds a partial result and must not be used).
+ * The subscriber and group pointers in m stay valid until the tree is next modified.
  */
 typedef struct tern_topic_delivery {
     tern_topic_subscriber *who;
@@ -204,8 +205,7 @@ void tern_topic_matches_free(tern_topic_matches *m);
  * TERN_ENOMEM (the walk stops).
  */
 int tern_topic_subscriber_foreach(const tern_topic_subscriber *who,
-                                  void (*fn)(void *ctx, const char *filter, size_t len,
-                                             const tern_topic_sub_opts *opts),
-                                  void *ctx);
+    void (*fn)(void *ctx, const char *filter, size_t len, const tern_topic_sub_opts *opts),
+    void *ctx);
 
 #endif
