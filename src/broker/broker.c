@@ -161,6 +161,8 @@ int tern_broker_new(tern_loop *loop, const tern_broker_config *cfg, tern_broker 
         goto fail;
     if ((rc = broker_tls_init(b)) != 0)
         goto fail;
+    if (b->auth && (rc = broker_auth_worker_start(b)) != 0)
+        goto fail;
     if (cfg->data_dir && (rc = broker_store_open(b, cfg->data_dir)) != 0)
         goto fail;
     rc = tern_token_bucket_init(&b->admission, cfg->connect_rate_per_s, cfg->connect_burst,
@@ -214,6 +216,7 @@ void tern_broker_free(tern_broker *b)
         return;
     tern_broker_shutdown(b);
     tern_loop_cancel(&b->flush_task);
+    broker_auth_worker_stop(b);
     while (b->closed) {
         tern_loop_cancel(&b->closed->free_task);
         broker_conn_release(b->closed);

@@ -30,6 +30,7 @@
 
 typedef struct broker_conn broker_conn;
 typedef struct broker_session broker_session;
+typedef struct broker_auth_worker broker_auth_worker;
 
 /* ---- messages ---------------------------------------------------------------------------- */
 
@@ -127,6 +128,13 @@ struct broker_conn {
     bool will_pending;
     bool writing; /* WRITE interest armed */
     bool dirty;   /* on the broker's list of connections to flush this iteration */
+    bool paused;  /* reading stopped: a CONNECT waits for the auth worker */
+    bool auth_verdict_ready;
+    int auth_verdict;        /* the auth worker's result for the parked CONNECT */
+    uint8_t *parked_connect; /* bytes of the CONNECT being verified */
+    size_t parked_len;
+    const uint8_t *cur_packet; /* bytes of the packet being handled (borrowed) */
+    size_t cur_packet_len;
     broker_conn *dirty_prev, *dirty_next;
     uint16_t keepalive_s;
     char peer[48];
@@ -147,7 +155,7 @@ struct broker_conn {
     /* Last Will */
     broker_msg *will;
     uint32_t will_delay_s;
-    uint32_t n_pending_ingest; /* sink completions outstanding for this connection */
+    uint32_t n_pending; /* completions outstanding (ingest sink, auth worker): c stays allocated */
     struct ssl_st *ssl;        /* TLS listeners only */
     bool tls_want_write;       /* OpenSSL must write before it can read further */
     bool tls_identity_checked;
@@ -185,6 +193,7 @@ struct tern_broker {
     broker_conn *dirty;                    /* connections with output to flush */
     tern_loop_task flush_task;
     struct ssl_ctx_st *tls_ctx;
+    broker_auth_worker *auth_worker; /* verifies passwords off the loop (auth_worker.c) */
     struct tern_broker_retained *retained; /* retained store (retained.h) */
     struct tern_broker_auth *auth; /* NULL without a password file */
     struct tern_broker_acl *acl;
@@ -260,7 +269,9 @@ int broker_security_init(tern_broker *b);
 void broker_security_free(tern_broker *b);
 
 /* security.c: authentication and ACL decisions (auth.h / acl.h underneath). */
-/* broker_security_authenticate returns 0, or the 5.0 CONNACK reason to refuse with. */
+/* broker_security_authenticate returns 0, the 5.0 CONNACK reason to refuse with, or
+ * BROKER_AUTH_PARKED when the password check went to the auth worker. */
+#define BROKER_AUTH_PARKED (-1)
 int broker_security_authenticate(tern_broker *b, broker_conn *c, const tern_mqtt_connect *p);
 bool broker_security_may_publish(tern_broker *b, const char *client_id, const char *username,
                                  const uint8_t *topic, size_t topic_len);
@@ -289,6 +300,16 @@ ssize_t broker_io_recv(broker_conn *c, void *buf, size_t len);
 ssize_t broker_io_send(broker_conn *c, const void *buf, size_t len);
 /* broker_io_pending: decrypted bytes wait inside OpenSSL (epoll will not report them). */
 bool broker_io_pending(const broker_conn *c);
+
+/* auth_worker.c */
+int broker_auth_worker_start(tern_broker *b);
+void broker_auth_worker_stop(tern_broker *b);
+/* Queue a password check for c's CONNECT p; the verdict arrives in broker_conn_auth_done. */
+int broker_auth_worker_submit(tern_broker *b, broker_conn *c, const tern_mqtt_connect *p);
+/* conn.c: the verdict for a parked CONNECT: handle it again with the verdict, resume reading. */
+void broker_conn_auth_done(broker_conn *c, int verdict);
+/* conn.c: park the CONNECT being handled until its verdict arrives. 0 or TERN_ENOMEM. */
+int broker_conn_park_connect(broker_conn *c);
 
 /* will.c */
 /* broker_will_publish publishes (or, with a will delay, schedules) c's will. Call it while

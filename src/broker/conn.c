@@ -27,8 +27,8 @@ static void conn_timer_cb(tern_loop_timer *t);
 static void conn_free_task(tern_loop_task *task)
 {
     broker_conn *c = task->data;
-    /* Ingest completions still hold c: the last one frees it (broker_conn_release). */
-    if (c->n_pending_ingest)
+    /* Completions (ingest, auth) still hold c: the last one frees it (broker_conn_release). */
+    if (c->n_pending)
         return;
     broker_conn_release(c);
 }
@@ -53,6 +53,7 @@ void broker_conn_release(broker_conn *c)
     broker_msg_unref(c->will);
     tern_free(c->username);
     tern_free(c->tls_identity);
+    tern_free(c->parked_connect);
     tern_free(c);
 }
 
@@ -111,13 +112,24 @@ int broker_conn_send(broker_conn *c, const tern_mqtt_packet *pkt)
     return rc;
 }
 
+/* The interest follows the state: READ unless paused, WRITE while output is pending. */
+static void update_interest(broker_conn *c)
+{
+    if (c->state == CONN_CLOSED)
+        return;
+    unsigned ev = (c->paused ? 0u : TERN_LOOP_READ) | (c->writing ? TERN_LOOP_WRITE : 0u);
+    if (ev == 0)
+        tern_loop_io_stop(&c->io);
+    else
+        (void)tern_loop_io_start(&c->io, ev);
+}
+
 static void set_write_interest(broker_conn *c, bool on)
 {
     if (c->writing == on || c->state == CONN_CLOSED)
         return;
-    unsigned ev = TERN_LOOP_READ | (on ? TERN_LOOP_WRITE : 0u);
-    if (tern_loop_io_start(&c->io, ev) == 0)
-        c->writing = on;
+    c->writing = on;
+    update_interest(c);
 }
 
 /* Returns 0, or -1 when the socket failed (the caller closes). */
@@ -283,7 +295,7 @@ static long conn_process_input(broker_conn *c, const uint8_t *data, size_t len)
 {
     tern_broker *b = c->broker;
     size_t off = 0;
-    while (c->state != CONN_CLOSED && off < len) {
+    while (c->state != CONN_CLOSED && !c->paused && off < len) {
         size_t packet_len = 0;
         int rc = tern_mqtt_frame(data + off, len - off, b->cfg.max_packet_bytes, &packet_len);
         if (rc == TERN_EPARTIAL)
@@ -319,8 +331,11 @@ static long conn_process_input(broker_conn *c, const uint8_t *data, size_t len)
             broker_conn_close(c, st.reason ? st.reason : TERN_MQTT_RC_MALFORMED, true);
             return -1;
         }
+        c->cur_packet = data + off;
+        c->cur_packet_len = packet_len;
         off += packet_len;
         rc = broker_handle_packet(c, &pkt);
+        c->cur_packet = NULL;
         if (rc != 0) {
             if (c->state != CONN_CLOSED) {
                 b->stats.protocol_errors++;
@@ -334,6 +349,51 @@ static long conn_process_input(broker_conn *c, const uint8_t *data, size_t len)
     return (long)off;
 }
 
+int broker_conn_park_connect(broker_conn *c)
+{
+    TERN_ASSERT(c->cur_packet != NULL);
+    c->parked_connect = tern_malloc(c->cur_packet_len);
+    if (!c->parked_connect)
+        return TERN_ENOMEM;
+    memcpy(c->parked_connect, c->cur_packet, c->cur_packet_len);
+    c->parked_len = c->cur_packet_len;
+    c->paused = true; /* bytes after the CONNECT wait in c->in until the verdict */
+    update_interest(c);
+    return 0;
+}
+
+void broker_conn_auth_done(broker_conn *c, int verdict)
+{
+    uint8_t *bytes = c->parked_connect;
+    size_t len = c->parked_len;
+    c->parked_connect = NULL;
+    c->auth_verdict = verdict;
+    c->auth_verdict_ready = true;
+    c->paused = false;
+    update_interest(c);
+    tern_mqtt_packet pkt;
+    size_t used;
+    int rc = tern_mqtt_decode(bytes, len, 0, &pkt, &used, NULL);
+    TERN_ASSERT(rc == 0); /* it decoded before it was parked */
+    rc = broker_handle_connect(c, &pkt.u.connect);
+    tern_free(bytes);
+    if (rc != 0) {
+        if (c->state != CONN_CLOSED)
+            broker_conn_close(c, (uint8_t)rc, false);
+        return;
+    }
+    if (c->state == CONN_CLOSED)
+        return;
+    /* Packets that arrived behind the CONNECT. */
+    if (c->in.len) {
+        long n = conn_process_input(c, c->in.data, c->in.len);
+        if (n < 0)
+            return;
+        tern_buf_consume(&c->in, (size_t)n);
+    }
+    broker_conn_mark_dirty(c);
+}
+
 /*
  * Reads go to the broker's shared scratch buffer; only the tail of a packet that has not fully
  * arrived is copied into the connection's own buffer. So an idle connection holds no input
@@ -342,7 +402,7 @@ static long conn_process_input(broker_conn *c, const uint8_t *data, size_t len)
 static void conn_read(broker_conn *c)
 {
     tern_broker *b = c->broker;
-    for (int i = 0; i < MAX_READS_PER_WAKE && c->state != CONN_CLOSED; i++) {
+    for (int i = 0; i < MAX_READS_PER_WAKE && c->state != CONN_CLOSED && !c->paused; i++) {
         ssize_t n = broker_io_recv(c, b->scratch, sizeof b->scratch);
         if (n == 0) {
             broker_conn_close(c, 0, true); /* peer closed without DISCONNECT: will is sent */

@@ -65,7 +65,7 @@ int broker_handle_connect(broker_conn *c, const tern_mqtt_connect *p)
         return refuse(c, TERN_MQTT_RC_SERVER_UNAVAILABLE);
     /* Admission: a token bucket on new sessions protects established connections from a
      * reconnect storm. The refusal is cheap: no session, no auth, one small CONNACK. */
-    if (!tern_token_bucket_take(&b->admission, 1, tern_clock_mono_ns())) {
+    if (!c->auth_verdict_ready && !tern_token_bucket_take(&b->admission, 1, tern_clock_mono_ns())) {
         b->stats.admission_refused++;
         TERN_LOG_RATELIMITED(TERN_LOG_INFO, "broker", "connection rate exceeded: refusing");
         return refuse(c, TERN_MQTT_RC_CONNECTION_RATE_EXCEEDED);
@@ -95,6 +95,8 @@ int broker_handle_connect(broker_conn *c, const tern_mqtt_connect *p)
 
     /* Authentication. */
     int auth_reason = broker_security_authenticate(b, c, p);
+    if (auth_reason == BROKER_AUTH_PARKED)
+        return 0; /* handled again when the verdict arrives */
     if (auth_reason)
         return refuse(c, (uint8_t)auth_reason);
     if (c->tls_identity) {

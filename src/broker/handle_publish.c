@@ -58,7 +58,7 @@ void tern_broker_ingest_done(tern_broker *b, void *token, int status)
     if (!w)
         return;
     broker_conn *c = w->conn;
-    c->n_pending_ingest--;
+    c->n_pending--;
     if (status != 0)
         b->stats.ingest_failed++;
     if (c->state != CONN_CLOSED) {
@@ -74,7 +74,7 @@ void tern_broker_ingest_done(tern_broker *b, void *token, int status)
         } else {
             broker_conn_mark_dirty(c);
         }
-    } else if (c->n_pending_ingest == 0) {
+    } else if (c->n_pending == 0) {
         broker_conn_release(c);
     }
     tern_free(w);
@@ -193,7 +193,7 @@ int broker_handle_publish(broker_conn *c, const tern_mqtt_publish *p)
         b->stats.ingest_submitted++;
         rc = b->sink->submit(b->sink->ctx, &rec, w);
         if (rc == 0 && w) {
-            c->n_pending_ingest++;
+            c->n_pending++;
             return 0;
         }
         if (rc != 0) {

@@ -62,9 +62,18 @@ int broker_security_authenticate(tern_broker *b, broker_conn *c, const tern_mqtt
     }
     if (!b->auth)
         return b->cfg.allow_anonymous ? 0 : TERN_MQTT_RC_BAD_USERNAME_PASSWORD;
-    int rc = tern_broker_auth_verify(b->auth, (const char *)p->username.p, p->username.len,
+    int rc;
+    if (c->auth_verdict_ready) {
+        rc = c->auth_verdict;
+    } else if (b->auth_worker) {
+        if (broker_auth_worker_submit(b, c, p) != 0 || broker_conn_park_connect(c) != 0)
+            return TERN_MQTT_RC_SERVER_UNAVAILABLE;
+        return BROKER_AUTH_PARKED;
+    } else {
+        rc = tern_broker_auth_verify(b->auth, (const char *)p->username.p, p->username.len,
                                      p->has_password ? p->password.p : NULL,
                                      p->has_password ? p->password.len : 0);
+    }
     if (rc == 0)
         return 0;
     TERN_LOG_RATELIMITED(TERN_LOG_INFO, "broker", "authentication failed for user '%.*s'",
