@@ -40,6 +40,7 @@ void tern_broker_config_defaults(tern_broker_config *cfg)
     cfg->connect_rate_per_s = 2000;
     cfg->connect_burst = 2000;
     cfg->max_out_buffer_bytes = 4u << 20;
+    cfg->sys_interval_ms = 10000;
     cfg->ingest_filters = default_ingest;
     cfg->n_ingest_filters = sizeof default_ingest / sizeof default_ingest[0];
 }
@@ -163,6 +164,8 @@ int tern_broker_new(tern_loop *loop, const tern_broker_config *cfg, tern_broker 
         goto fail;
     if (b->auth && (rc = broker_auth_worker_start(b)) != 0)
         goto fail;
+    if ((rc = broker_sys_start(b)) != 0)
+        goto fail;
     if (cfg->data_dir && (rc = broker_store_open(b, cfg->data_dir)) != 0)
         goto fail;
     rc = tern_token_bucket_init(&b->admission, cfg->connect_rate_per_s, cfg->connect_burst,
@@ -217,6 +220,7 @@ void tern_broker_free(tern_broker *b)
     tern_broker_shutdown(b);
     tern_loop_cancel(&b->flush_task);
     broker_auth_worker_stop(b);
+    broker_sys_stop(b);
     while (b->closed) {
         tern_loop_cancel(&b->closed->free_task);
         broker_conn_release(b->closed);

@@ -55,6 +55,8 @@ const tern_config_schema tern_broker_config_schema[] = {
       100000000, 0, NULL },
     { "broker.max_output_buffer", TERN_CONFIG_SIZE, "4MiB",
       "per connection; QoS 0 beyond it is dropped (slow consumer)", 4096, 1073741824, 0, NULL },
+    { "broker.sys_interval", TERN_CONFIG_DURATION, "10s",
+      "how often $SYS/broker/... topics are refreshed; 0 turns them off", 0, 86400000, 0, NULL },
     { "broker.ingest", TERN_CONFIG_STRING, "fleet/+/telemetry,fleet/+/m/#,fleet/+/summary,fleet/+/event",
       "topic filters whose publishes are appended to the log", 0, 0, TERN_CONFIG_LIST, NULL },
     { NULL, 0, NULL, NULL, 0, 0, 0, NULL },
@@ -108,6 +110,7 @@ int tern_broker_config_load(const tern_config *cfg, tern_broker_config *out)
     c.connect_rate_per_s = (uint64_t)tern_config_get_int(cfg, "broker.connect_rate");
     c.connect_burst = (uint64_t)tern_config_get_int(cfg, "broker.connect_burst");
     c.max_out_buffer_bytes = (size_t)tern_config_get_int(cfg, "broker.max_output_buffer");
+    c.sys_interval_ms = (uint32_t)tern_config_get_int(cfg, "broker.sys_interval");
     *out = c;
     return 0;
 }

@@ -17,6 +17,7 @@
 
 #include "broker/broker.h"
 
+#include "base/alloc.h"
 #include "base/buf.h"
 #include "base/error.h"
 #include "base/token_bucket.h"
@@ -31,6 +32,7 @@
 typedef struct broker_conn broker_conn;
 typedef struct broker_session broker_session;
 typedef struct broker_auth_worker broker_auth_worker;
+typedef struct broker_sys broker_sys;
 
 /* ---- messages ---------------------------------------------------------------------------- */
 
@@ -152,6 +154,9 @@ struct broker_conn {
     uint32_t n_unacked_in;
     /* topic aliases the client set (index 1..topic_alias_max) */
     char **alias_in;
+    /* topic aliases the broker assigned towards the client (slot i is alias i + 1) */
+    char **alias_out;
+    uint16_t n_alias_out;
     /* Last Will */
     broker_msg *will;
     uint32_t will_delay_s;
@@ -194,6 +199,7 @@ struct tern_broker {
     tern_loop_task flush_task;
     struct ssl_ctx_st *tls_ctx;
     broker_auth_worker *auth_worker; /* verifies passwords off the loop (auth_worker.c) */
+    broker_sys *sys;                 /* $SYS topics and metrics (sys.c) */
     struct tern_broker_retained *retained; /* retained store (retained.h) */
     struct tern_broker_auth *auth; /* NULL without a password file */
     struct tern_broker_acl *acl;
@@ -310,6 +316,11 @@ int broker_auth_worker_submit(tern_broker *b, broker_conn *c, const tern_mqtt_co
 void broker_conn_auth_done(broker_conn *c, int verdict);
 /* conn.c: park the CONNECT being handled until its verdict arrives. 0 or TERN_ENOMEM. */
 int broker_conn_park_connect(broker_conn *c);
+
+/* sys.c */
+#define TERN_BROKER_VERSION "0.1.0"
+int broker_sys_start(tern_broker *b);
+void broker_sys_stop(tern_broker *b);
 
 /* will.c */
 /* broker_will_publish publishes (or, with a will delay, schedules) c's will. Call it while

@@ -50,6 +50,9 @@ void broker_conn_release(broker_conn *c)
             tern_free(c->alias_in[i]);
         tern_free(c->alias_in);
     }
+    for (uint16_t i = 0; i < c->n_alias_out; i++)
+        tern_free(c->alias_out[i]);
+    tern_free(c->alias_out);
     broker_msg_unref(c->will);
     tern_free(c->username);
     tern_free(c->tls_identity);

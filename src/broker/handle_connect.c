@@ -73,6 +73,10 @@ int broker_handle_connect(broker_conn *c, const tern_mqtt_connect *p)
     if (b->cfg.max_connections && b->stats.connections >= b->cfg.max_connections)
         return refuse(c, TERN_MQTT_RC_SERVER_BUSY);
 
+    /* 5.0 enhanced authentication: tern offers no method, so any is a bad one (4.12). */
+    if (c->version == TERN_MQTT_V5 && TERN_MQTT_HAS_PROP(&p->props, TERN_MQTT_PROP_AUTH_METHOD))
+        return refuse(c, TERN_MQTT_RC_BAD_AUTH_METHOD);
+
     /* Client identifier. */
     char client_id[MAX_CLIENT_ID_BYTES + 1];
     bool assigned = false;

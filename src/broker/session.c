@@ -179,6 +179,41 @@ static uint16_t next_packet_id(broker_session *s)
     }
 }
 
+/*
+ * Outbound topic aliases (5.0): a topic hashes to one of n_alias_out slots; if the slot
+ * already maps that topic the PUBLISH carries only the alias, otherwise the slot is re-mapped
+ * by sending topic and alias together. O(1) per message, no eviction bookkeeping.
+ */
+#define MAX_ALIAS_OUT 32
+static void apply_alias(broker_conn *c, const broker_msg *m, tern_mqtt_publish *p)
+{
+    if (c->client_topic_alias_max == 0)
+        return;
+    if (!c->alias_out) {
+        uint16_t n = c->client_topic_alias_max < MAX_ALIAS_OUT ? c->client_topic_alias_max
+                                                                 : MAX_ALIAS_OUT;
+        c->alias_out = tern_calloc(n, sizeof(char *));
+        if (!c->alias_out)
+            return; /* no alias: always correct, only larger */
+        c->n_alias_out = n;
+    }
+    size_t slot = (size_t)(tern_hash64(m->topic, m->topic_len, 0) % c->n_alias_out);
+    p->props.present |= TERN_MQTT_PROP_BIT(TERN_MQTT_PROP_TOPIC_ALIAS);
+    p->props.topic_alias = (uint16_t)(slot + 1);
+    char *known = c->alias_out[slot];
+    if (known && strcmp(known, m->topic) == 0) {
+        p->topic.len = 0; /* the client knows this alias */
+        return;
+    }
+    char *copy = tern_strdup(m->topic);
+    if (!copy) {
+        p->props.present &= ~TERN_MQTT_PROP_BIT(TERN_MQTT_PROP_TOPIC_ALIAS);
+        return;
+    }
+    tern_free(known);
+    c->alias_out[slot] = copy;
+}
+
 /* Encode and queue one PUBLISH to the session's connection. */
 static int send_publish(tern_broker *b, broker_conn *c, const broker_msg *m, uint8_t qos,
                         bool retain, bool dup, uint16_t packet_id, const uint32_t *sub_ids,
@@ -196,6 +231,7 @@ static int send_publish(tern_broker *b, broker_conn *c, const broker_msg *m, uin
     p->payload_len = m->payload_len;
     if (c->version == TERN_MQTT_V5) {
         tern_mqtt_props *pr = &p->props;
+        apply_alias(c, m, p);
         if (m->has_payload_format) {
             pr->present |= TERN_MQTT_PROP_BIT(TERN_MQTT_PROP_PAYLOAD_FORMAT);
             pr->payload_format = m->payload_format;
@@ -238,6 +274,12 @@ static int send_publish(tern_broker *b, broker_conn *c, const broker_msg *m, uin
     if (c->client_max_packet && c->out.len - before > c->client_max_packet) {
         /* MQTT 5 3.1.2.11.4: a message too large for the client is discarded, not sent. */
         c->out.len = before;
+        if (p->topic.len && TERN_MQTT_HAS_PROP(&p->props, TERN_MQTT_PROP_TOPIC_ALIAS)) {
+            /* The client never saw this alias mapping: forget it. */
+            size_t slot = (size_t)p->props.topic_alias - 1;
+            tern_free(c->alias_out[slot]);
+            c->alias_out[slot] = NULL;
+        }
         return TERN_ETOOBIG;
     }
     b->stats.msgs_sent++;
