@@ -26,9 +26,9 @@ const char tern_cmd_broker_summary[] = "run the MQTT broker (3.1.1 and 5.0)";
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: tern broker [--listen HOST:PORT]... [--data DIR] [--allow-anonymous]\n"
-            "                   [--config FILE] [--set KEY=VALUE]...\n"
-            "Every [broker] key of the config file (docs/broker.md) can be set with --set.\n");
+        "usage: tern broker [--listen HOST:PORT]... [--data DIR] [--allow-anonymous]\n"
+        "                   [--config FILE] [--set KEY=VALUE]...\n"
+        "Every [broker] key of the config file (docs/broker.md) can be set with --set.\n");
 }
 
 typedef struct broker_main {
@@ -135,7 +135,8 @@ int tern_cmd_broker(int argc, char **argv)
     tern_loop_signal sigint, sigterm;
     tern_loop_signal_init(loop, &sigint, on_signal, &m);
     tern_loop_signal_init(loop, &sigterm, on_signal, &m);
-    if (tern_loop_signal_start(&sigint, SIGINT) != 0 || tern_loop_signal_start(&sigterm, SIGTERM) != 0)
+    if (tern_loop_signal_start(&sigint, SIGINT) != 0
+        || tern_loop_signal_start(&sigterm, SIGTERM) != 0)
         goto out;
     signal(SIGPIPE, SIG_IGN);
     int rc = tern_broker_new(loop, &bcfg, &broker);
@@ -146,7 +147,7 @@ int tern_cmd_broker(int argc, char **argv)
     }
     m.broker = broker;
     tern_log(TERN_LOG_INFO, "broker", "ready (anonymous access %s)",
-             bcfg.allow_anonymous ? "allowed" : "refused");
+        bcfg.allow_anonymous ? "allowed" : "refused");
     rc = tern_loop_run(loop);
     tern_broker_shutdown(broker);
     /* Let deferred closes finish before everything is freed. */

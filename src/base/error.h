@@ -40,8 +40,9 @@
 #define TERN_ENOTFOUND (-10007) /* a looked-up key, topic or series does not exist */
 #define TERN_EDENIED (-10008)   /* authentication or authorization refused */
 #define TERN_EVERSION (-10009)  /* data or peer speaks an unsupported format/protocol version */
-#define TERN_EUTF8 (-10010) /* a string is not well-formed UTF-8 (or has a forbidden code point)   \
-                             */
+#define TERN_EUTF8                                                                                 \
+    (-10010) /* a string is not well-formed UTF-8 (or has a forbidden code point)                  \
+              */
 
 /* tern_strerror returns a static description of a code from this file or of a -errno. */
 const char *tern_strerror(int err);

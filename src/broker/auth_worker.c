@@ -66,8 +66,7 @@ static void *worker_main(void *arg)
             w->todo_tail = NULL;
         pthread_mutex_unlock(&w->lock);
         j->result = tern_broker_auth_verify(w->broker->auth, j->username, j->username_len,
-                                            j->has_password ? j->password : NULL,
-                                            j->password_len);
+            j->has_password ? j->password : NULL, j->password_len);
         pthread_mutex_lock(&w->lock);
         j->next = w->done;
         w->done = j;

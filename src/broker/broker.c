@@ -18,8 +18,8 @@
 #define EMFILE_BACKOFF_MS 100
 
 static const char *const default_listen[] = { "0.0.0.0:1883" };
-static const char *const default_ingest[] = { "fleet/+/telemetry", "fleet/+/m/#",
-                                              "fleet/+/summary", "fleet/+/event" };
+static const char *const default_ingest[]
+    = { "fleet/+/telemetry", "fleet/+/m/#", "fleet/+/summary", "fleet/+/event" };
 
 void tern_broker_config_defaults(tern_broker_config *cfg)
 {
@@ -86,7 +86,7 @@ static void listener_cb(tern_loop_io *io, unsigned events)
         if (rc == -EMFILE || rc == -ENFILE || rc == -ENOBUFS || rc == -ENOMEM) {
             /* Out of descriptors: pause accepting; established connections keep working. */
             TERN_LOG_RATELIMITED(TERN_LOG_WARN, "broker", "accept: %s; pausing %d ms",
-                                 tern_strerror(rc), EMFILE_BACKOFF_MS);
+                tern_strerror(rc), EMFILE_BACKOFF_MS);
             tern_loop_io_stop(&l->io);
             tern_loop_timer_start(&l->pause, EMFILE_BACKOFF_MS, 0);
             return;
@@ -130,7 +130,7 @@ static int open_listener(tern_broker *b, const char *addr, bool tls)
     if ((rc = tern_loop_io_start(&l->io, TERN_LOOP_READ)) != 0)
         return rc;
     tern_log(TERN_LOG_INFO, "broker", "listening on %s (MQTT 3.1.1 and 5.0%s)", addr,
-             tls ? " over TLS" : "");
+        tls ? " over TLS" : "");
     return 0;
 }
 
@@ -148,8 +148,7 @@ int tern_broker_new(tern_loop *loop, const tern_broker_config *cfg, tern_broker 
     b->n_session_buckets = 1024;
     b->sessions = tern_calloc(b->n_session_buckets, sizeof *b->sessions);
     b->listeners = tern_calloc(cfg->n_listen + cfg->n_tls_listen + 1, sizeof *b->listeners);
-    if (!b->listen_copy || !b->tls_listen_copy || !b->ingest_copy || !b->sessions
-        || !b->listeners)
+    if (!b->listen_copy || !b->tls_listen_copy || !b->ingest_copy || !b->sessions || !b->listeners)
         goto fail;
     b->cfg.listen = (const char *const *)b->listen_copy;
     b->cfg.tls_listen = (const char *const *)b->tls_listen_copy;
@@ -168,8 +167,8 @@ int tern_broker_new(tern_loop *loop, const tern_broker_config *cfg, tern_broker 
         goto fail;
     if (cfg->data_dir && (rc = broker_store_open(b, cfg->data_dir)) != 0)
         goto fail;
-    rc = tern_token_bucket_init(&b->admission, cfg->connect_rate_per_s, cfg->connect_burst,
-                                tern_clock_mono_ns());
+    rc = tern_token_bucket_init(
+        &b->admission, cfg->connect_rate_per_s, cfg->connect_burst, tern_clock_mono_ns());
     if (rc != 0)
         goto fail;
     for (size_t i = 0; i < cfg->n_listen + cfg->n_tls_listen; i++) {

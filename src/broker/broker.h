@@ -81,8 +81,8 @@ typedef struct tern_broker_config {
     uint64_t connect_rate_per_s; /* admission token bucket: new connections per second */
     uint64_t connect_burst;
     size_t max_out_buffer_bytes;       /* per connection: QoS 0 beyond this is dropped (counted) */
-    uint32_t sys_interval_ms; /* $SYS/broker/... refresh; 0: no $SYS topics */
-    struct tern_metrics *metrics; /* registry to report into; NULL: the process default */
+    uint32_t sys_interval_ms;          /* $SYS/broker/... refresh; 0: no $SYS topics */
+    struct tern_metrics *metrics;      /* registry to report into; NULL: the process default */
     const char *const *ingest_filters; /* topic filters whose publishes go to the sink */
     size_t n_ingest_filters;
 } tern_broker_config;

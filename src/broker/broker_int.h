@@ -160,9 +160,9 @@ struct broker_conn {
     /* Last Will */
     broker_msg *will;
     uint32_t will_delay_s;
-    uint32_t n_pending; /* completions outstanding (ingest sink, auth worker): c stays allocated */
-    struct ssl_st *ssl;        /* TLS listeners only */
-    bool tls_want_write;       /* OpenSSL must write before it can read further */
+    uint32_t n_pending;  /* completions outstanding (ingest sink, auth worker): c stays allocated */
+    struct ssl_st *ssl;  /* TLS listeners only */
+    bool tls_want_write; /* OpenSSL must write before it can read further */
     bool tls_identity_checked;
     char *tls_identity; /* certificate CN, when used as the username */
 };
@@ -192,16 +192,16 @@ struct tern_broker {
     broker_session **sessions; /* hash table by client id */
     uint32_t n_session_buckets;
     uint32_t n_sessions;
-    tern_topic_tree *subs;                 /* subscription index */
-    struct broker_store *store;            /* journal; NULL without a data directory */
-    tern_topic_matches matches;            /* reused by every routing */
-    broker_conn *dirty;                    /* connections with output to flush */
+    tern_topic_tree *subs;      /* subscription index */
+    struct broker_store *store; /* journal; NULL without a data directory */
+    tern_topic_matches matches; /* reused by every routing */
+    broker_conn *dirty;         /* connections with output to flush */
     tern_loop_task flush_task;
     struct ssl_ctx_st *tls_ctx;
-    broker_auth_worker *auth_worker; /* verifies passwords off the loop (auth_worker.c) */
-    broker_sys *sys;                 /* $SYS topics and metrics (sys.c) */
+    broker_auth_worker *auth_worker;       /* verifies passwords off the loop (auth_worker.c) */
+    broker_sys *sys;                       /* $SYS topics and metrics (sys.c) */
     struct tern_broker_retained *retained; /* retained store (retained.h) */
-    struct tern_broker_auth *auth; /* NULL without a password file */
+    struct tern_broker_auth *auth;         /* NULL without a password file */
     struct tern_broker_acl *acl;
     const tern_broker_sink *sink;
     tern_token_bucket admission;
@@ -248,17 +248,17 @@ void broker_session_pump(tern_broker *b, broker_session *s);
 /* Resend in-flight messages with DUP after a reconnect (session present). */
 void broker_session_resend(tern_broker *b, broker_session *s);
 /* Handle an incoming PUBACK / PUBREC / PUBCOMP for packet_id. 0 or a reason code. */
-int broker_session_acked(tern_broker *b, broker_session *s, uint8_t type, uint16_t packet_id,
-                         uint8_t reason);
+int broker_session_acked(
+    tern_broker *b, broker_session *s, uint8_t type, uint16_t packet_id, uint8_t reason);
 void broker_session_free_all(tern_broker *b);
 /* Incoming QoS 2 ids between PUBREC and PUBREL (journaled for persistent sessions). */
 bool broker_session_qos2_has(const broker_session *s, uint16_t id);
 int broker_session_qos2_set(broker_session *s, uint16_t id, bool on);
 /* Journal replay: rebuild the out list without sending anything. */
-broker_out *broker_session_restore_out(broker_session *s, broker_msg *m, uint8_t qos,
-                                       bool retain, const uint32_t *sub_ids, uint32_t n_sub_ids);
-void broker_session_restore_out_state(broker_session *s, broker_out *o, uint8_t state,
-                                      uint16_t packet_id);
+broker_out *broker_session_restore_out(broker_session *s, broker_msg *m, uint8_t qos, bool retain,
+    const uint32_t *sub_ids, uint32_t n_sub_ids);
+void broker_session_restore_out_state(
+    broker_session *s, broker_out *o, uint8_t state, uint16_t packet_id);
 void broker_session_drop_out(broker_session *s, broker_out *o);
 
 /* deliver.c */
@@ -266,7 +266,7 @@ void broker_session_drop_out(broker_session *s, broker_out *o);
 void broker_route(tern_broker *b, broker_msg *m, broker_session *from);
 /* retain.c: send the retained messages matching filter to s (after a SUBACK). */
 void broker_send_retained(tern_broker *b, broker_session *s, const uint8_t *filter,
-                          size_t filter_len, uint8_t granted_qos, uint32_t sub_id);
+    size_t filter_len, uint8_t granted_qos, uint32_t sub_id);
 
 /* retain.c and security.c own their parts of the broker object. */
 int broker_retained_init(tern_broker *b);
@@ -280,9 +280,9 @@ void broker_security_free(tern_broker *b);
 #define BROKER_AUTH_PARKED (-1)
 int broker_security_authenticate(tern_broker *b, broker_conn *c, const tern_mqtt_connect *p);
 bool broker_security_may_publish(tern_broker *b, const char *client_id, const char *username,
-                                 const uint8_t *topic, size_t topic_len);
+    const uint8_t *topic, size_t topic_len);
 bool broker_security_may_subscribe(tern_broker *b, const char *client_id, const char *username,
-                                   const uint8_t *filter, size_t filter_len);
+    const uint8_t *filter, size_t filter_len);
 
 /* conn.c: free a closed connection whose last ingest completion arrived. */
 void broker_conn_release(broker_conn *c);
@@ -292,9 +292,8 @@ void broker_retain(tern_broker *b, broker_msg *m);
 /* broker_retained_set sets (m != NULL, a new reference is taken) or clears topic, no journal. */
 void broker_retained_set(tern_broker *b, const char *topic, size_t len, broker_msg *m);
 /* broker_retained_foreach calls fn for every retained message. */
-void broker_retained_foreach(tern_broker *b,
-                             void (*fn)(void *ctx, const char *topic, size_t len, broker_msg *m),
-                             void *ctx);
+void broker_retained_foreach(
+    tern_broker *b, void (*fn)(void *ctx, const char *topic, size_t len, broker_msg *m), void *ctx);
 
 /* tls.c: TLS listeners; the io functions hide whether a connection is TLS. */
 int broker_tls_init(tern_broker *b);

@@ -30,11 +30,11 @@ static int64_t weigh_any(void *ctx, const tern_topic_subscriber *who)
 void broker_route(tern_broker *b, broker_msg *m, broker_session *from)
 {
     tern_topic_matches *mt = &b->matches;
-    int rc = tern_topic_tree_collect(b->subs, m->topic, m->topic_len,
-                                     from ? &from->subscriber : NULL, weigh_member, NULL, mt);
+    int rc = tern_topic_tree_collect(
+        b->subs, m->topic, m->topic_len, from ? &from->subscriber : NULL, weigh_member, NULL, mt);
     if (rc != 0) {
-        TERN_LOG_RATELIMITED(TERN_LOG_ERROR, "broker", "routing '%s': %s", m->topic,
-                             tern_strerror(rc));
+        TERN_LOG_RATELIMITED(
+            TERN_LOG_ERROR, "broker", "routing '%s': %s", m->topic, tern_strerror(rc));
         return;
     }
     for (size_t i = 0; i < mt->n_items; i++) {

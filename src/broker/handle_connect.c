@@ -51,8 +51,8 @@ static int make_will(broker_conn *c, const tern_mqtt_connect *p, const char *cli
         return TERN_ENOMEM;
     c->will = m;
     c->will_delay_s = TERN_MQTT_HAS_PROP(&p->will_props, TERN_MQTT_PROP_WILL_DELAY)
-                          ? p->will_props.will_delay_s
-                          : 0;
+        ? p->will_props.will_delay_s
+        : 0;
     return 0;
 }
 
@@ -84,12 +84,10 @@ int broker_handle_connect(broker_conn *c, const tern_mqtt_connect *p)
         if (c->version != TERN_MQTT_V5 && !p->clean_start)
             return refuse(c, TERN_MQTT_RC_CLIENT_ID_INVALID); /* MQTT-3.1.3-8 */
         snprintf(client_id, sizeof client_id, "tern-%llu-%llu",
-                 (unsigned long long)tern_clock_now_ms(),
-                 (unsigned long long)++b->next_client_id);
+            (unsigned long long)tern_clock_now_ms(), (unsigned long long)++b->next_client_id);
         assigned = true;
     } else {
-        if (tern_mqtt_client_id_check(p->client_id.p, p->client_id.len, MAX_CLIENT_ID_BYTES)
-            != 0) {
+        if (tern_mqtt_client_id_check(p->client_id.p, p->client_id.len, MAX_CLIENT_ID_BYTES) != 0) {
             TERN_LOG_RATELIMITED(TERN_LOG_INFO, "broker", "refusing an invalid client id");
             return refuse(c, TERN_MQTT_RC_CLIENT_ID_INVALID);
         }
@@ -115,8 +113,8 @@ int broker_handle_connect(broker_conn *c, const tern_mqtt_connect *p)
 
     /* The will topic must be one this client may publish to. */
     if (p->has_will) {
-        if (!broker_security_may_publish(b, client_id, c->username, p->will_topic.p,
-                                         p->will_topic.len))
+        if (!broker_security_may_publish(
+                b, client_id, c->username, p->will_topic.p, p->will_topic.len))
             return refuse(c, TERN_MQTT_RC_NOT_AUTHORIZED);
         if (make_will(c, p, client_id) != 0)
             return refuse(c, TERN_MQTT_RC_SERVER_UNAVAILABLE);
@@ -136,8 +134,7 @@ int broker_handle_connect(broker_conn *c, const tern_mqtt_connect *p)
     /* Session: take over an online one, resume or discard an offline one. */
     broker_session *s = broker_session_find(b, client_id);
     if (s && s->conn) {
-        TERN_LOG(TERN_LOG_DEBUG, "broker", "client '%s' taken over by a new connection",
-                 client_id);
+        TERN_LOG(TERN_LOG_DEBUG, "broker", "client '%s' taken over by a new connection", client_id);
         broker_conn *old = s->conn;
         broker_conn_close(old, TERN_MQTT_RC_SESSION_TAKEN_OVER, true);
         s = broker_session_find(b, client_id); /* a clean session was destroyed by the close */
@@ -171,7 +168,7 @@ int broker_handle_connect(broker_conn *c, const tern_mqtt_connect *p)
             c->client_topic_alias_max = p->props.topic_alias_max;
         c->request_problem_info
             = !TERN_MQTT_HAS_PROP(&p->props, TERN_MQTT_PROP_REQUEST_PROBLEM_INFO)
-              || p->props.request_problem_info;
+            || p->props.request_problem_info;
     }
 
     /* CONNACK. */
@@ -181,8 +178,8 @@ int broker_handle_connect(broker_conn *c, const tern_mqtt_connect *p)
     if (c->version == TERN_MQTT_V5) {
         tern_mqtt_props *pr = &ack.u.connack.props;
         pr->present = TERN_MQTT_PROP_BIT(TERN_MQTT_PROP_RECEIVE_MAX)
-                      | TERN_MQTT_PROP_BIT(TERN_MQTT_PROP_TOPIC_ALIAS_MAX)
-                      | TERN_MQTT_PROP_BIT(TERN_MQTT_PROP_MAX_PACKET_SIZE);
+            | TERN_MQTT_PROP_BIT(TERN_MQTT_PROP_TOPIC_ALIAS_MAX)
+            | TERN_MQTT_PROP_BIT(TERN_MQTT_PROP_MAX_PACKET_SIZE);
         pr->receive_max = b->cfg.receive_max;
         pr->topic_alias_max = b->cfg.topic_alias_max;
         pr->max_packet_size = b->cfg.max_packet_bytes;

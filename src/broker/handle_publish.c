@@ -62,9 +62,9 @@ void tern_broker_ingest_done(tern_broker *b, void *token, int status)
     if (status != 0)
         b->stats.ingest_failed++;
     if (c->state != CONN_CLOSED) {
-        uint8_t reason = status == 0              ? 0
-                         : status == TERN_EQUOTA ? TERN_MQTT_RC_QUOTA_EXCEEDED
-                                                  : TERN_MQTT_RC_UNSPECIFIED;
+        uint8_t reason = status == 0 ? 0
+            : status == TERN_EQUOTA  ? TERN_MQTT_RC_QUOTA_EXCEEDED
+                                     : TERN_MQTT_RC_UNSPECIFIED;
         if (status != 0 && c->version != TERN_MQTT_V5) {
             /* 3.1.1 has no way to refuse a PUBLISH: not acknowledging makes the client resend
              * it later; closing tells it now. Never acknowledge what was not stored. */
@@ -131,7 +131,8 @@ int broker_handle_publish(broker_conn *c, const tern_mqtt_publish *p)
     int rc = resolve_alias(c, p, &topic);
     if (rc)
         return rc;
-    if (topic.len > b->cfg.max_topic_bytes || count_levels(topic.p, topic.len) > b->cfg.max_topic_levels)
+    if (topic.len > b->cfg.max_topic_bytes
+        || count_levels(topic.p, topic.len) > b->cfg.max_topic_levels)
         return TERN_MQTT_RC_TOPIC_NAME_INVALID;
     if (p->qos > 0)
         c->n_unacked_in++;
@@ -154,7 +155,7 @@ int broker_handle_publish(broker_conn *c, const tern_mqtt_publish *p)
     if (topic.p[0] == '$'
         || !broker_security_may_publish(b, s->client_id, c->username, topic.p, topic.len)) {
         TERN_LOG_RATELIMITED(TERN_LOG_INFO, "broker", "client '%s': publish to '%.*s' denied",
-                             s->client_id, (int)topic.len, (const char *)topic.p);
+            s->client_id, (int)topic.len, (const char *)topic.p);
         if (p->qos == 0)
             return 0;
         return ack_publish(c, p->qos, p->packet_id, TERN_MQTT_RC_NOT_AUTHORIZED);
@@ -204,8 +205,7 @@ int broker_handle_publish(broker_conn *c, const tern_mqtt_publish *p)
             if (c->version != TERN_MQTT_V5)
                 return TERN_MQTT_RC_UNSPECIFIED; /* close: never ack what was not stored */
             return ack_publish(c, p->qos, p->packet_id,
-                               rc == TERN_EQUOTA ? TERN_MQTT_RC_QUOTA_EXCEEDED
-                                                 : TERN_MQTT_RC_UNSPECIFIED);
+                rc == TERN_EQUOTA ? TERN_MQTT_RC_QUOTA_EXCEEDED : TERN_MQTT_RC_UNSPECIFIED);
         }
         return 0;
     }
@@ -221,8 +221,8 @@ int broker_handle_ack(broker_conn *c, uint8_t type, const tern_mqtt_ack *p)
     if (type == TERN_MQTT_PUBREL) {
         bool known = broker_session_qos2_has(s, p->packet_id);
         (void)broker_session_qos2_set(s, p->packet_id, false);
-        return send_ack(c, TERN_MQTT_PUBCOMP, p->packet_id,
-                        known ? 0 : TERN_MQTT_RC_PACKET_ID_NOT_FOUND);
+        return send_ack(
+            c, TERN_MQTT_PUBCOMP, p->packet_id, known ? 0 : TERN_MQTT_RC_PACKET_ID_NOT_FOUND);
     }
     return broker_session_acked(b, s, type, p->packet_id, p->reason);
 }

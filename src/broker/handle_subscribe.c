@@ -45,9 +45,9 @@ int broker_handle_subscribe(broker_conn *c, const tern_mqtt_subscribe *p)
         const uint8_t *inner = sub->filter.p;
         size_t inner_len = sub->filter.len, glen = 0;
         const uint8_t *group = NULL;
-        bool shared = tern_mqtt_topic_parse_shared(sub->filter.p, sub->filter.len, &group, &glen,
-                                                   &inner, &inner_len)
-                      == 1;
+        bool shared = tern_mqtt_topic_parse_shared(
+                          sub->filter.p, sub->filter.len, &group, &glen, &inner, &inner_len)
+            == 1;
         uint8_t reason;
         if (shared && sub->no_local && c->version == TERN_MQTT_V5) {
             /* MQTT-3.8.3-4: No Local on a shared subscription is a protocol error. */
@@ -58,8 +58,8 @@ int broker_handle_subscribe(broker_conn *c, const tern_mqtt_subscribe *p)
         if (!broker_security_may_subscribe(b, s->client_id, c->username, inner, inner_len)) {
             reason = c->version == TERN_MQTT_V5 ? TERN_MQTT_RC_NOT_AUTHORIZED : 0x80;
             TERN_LOG_RATELIMITED(TERN_LOG_INFO, "broker",
-                                 "client '%s': subscription to '%.*s' denied", s->client_id,
-                                 (int)sub->filter.len, (const char *)sub->filter.p);
+                "client '%s': subscription to '%.*s' denied", s->client_id, (int)sub->filter.len,
+                (const char *)sub->filter.p);
         } else {
             tern_topic_sub_opts opts = {
                 .qos = sub->qos > 2 ? 2 : sub->qos,
@@ -69,12 +69,11 @@ int broker_handle_subscribe(broker_conn *c, const tern_mqtt_subscribe *p)
                 .subscription_id = sub_id,
             };
             int rc = tern_topic_tree_add(b->subs, (const char *)sub->filter.p, sub->filter.len,
-                                         &s->subscriber, &opts, &g[n].existed);
+                &s->subscriber, &opts, &g[n].existed);
             if (rc == 0) {
                 reason = opts.qos;
                 broker_store_sub(b, s, (const char *)sub->filter.p, sub->filter.len, &opts);
-            }
-            else if (rc == TERN_EINVAL)
+            } else if (rc == TERN_EINVAL)
                 reason = c->version == TERN_MQTT_V5 ? TERN_MQTT_RC_TOPIC_FILTER_INVALID : 0x80;
             else
                 reason = c->version == TERN_MQTT_V5 ? TERN_MQTT_RC_UNSPECIFIED : 0x80;
@@ -119,8 +118,8 @@ int broker_handle_unsubscribe(broker_conn *c, const tern_mqtt_subscribe *p)
     tern_mqtt_subscription sub;
     uint32_t n = 0;
     while (n < p->n_subs && tern_mqtt_sub_iter_next(&it, &sub)) {
-        int rc = tern_topic_tree_remove(b->subs, (const char *)sub.filter.p, sub.filter.len,
-                                        &s->subscriber);
+        int rc = tern_topic_tree_remove(
+            b->subs, (const char *)sub.filter.p, sub.filter.len, &s->subscriber);
         if (rc == 0)
             broker_store_unsub(b, s, (const char *)sub.filter.p, sub.filter.len);
         reasons[n++] = rc == 0 ? 0 : TERN_MQTT_RC_NO_SUBSCRIPTION_EXISTED;

@@ -43,9 +43,8 @@ int broker_handle_packet(broker_conn *c, const tern_mqtt_packet *pkt)
             uint32_t e = pkt->u.disconnect.props.session_expiry_s;
             if (c->session->expiry_s == 0 && e != 0)
                 return TERN_MQTT_RC_PROTOCOL_ERROR;
-            c->session->expiry_s = e < c->broker->cfg.max_session_expiry_s
-                                       ? e
-                                       : c->broker->cfg.max_session_expiry_s;
+            c->session->expiry_s
+                = e < c->broker->cfg.max_session_expiry_s ? e : c->broker->cfg.max_session_expiry_s;
             c->session->clean = c->session->expiry_s == 0;
             broker_store_session(c->broker, c->session);
         }

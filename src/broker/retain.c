@@ -41,8 +41,8 @@ void broker_retained_set(tern_broker *b, const char *topic, size_t len, broker_m
     if (rc != 0 && m)
         broker_msg_unref(m);
     if (rc != 0 && rc != TERN_ENOTFOUND)
-        TERN_LOG_RATELIMITED(TERN_LOG_WARN, "broker", "retained '%.*s': %s", (int)len, topic,
-                             tern_strerror(rc));
+        TERN_LOG_RATELIMITED(
+            TERN_LOG_WARN, "broker", "retained '%.*s': %s", (int)len, topic, tern_strerror(rc));
     b->stats.retained = tern_broker_retained_count(b->retained);
 }
 
@@ -67,9 +67,8 @@ static int foreach_cb(void *ctx, void *msg)
     return 0;
 }
 
-void broker_retained_foreach(tern_broker *b,
-                             void (*fn)(void *ctx, const char *topic, size_t len, broker_msg *m),
-                             void *ctx)
+void broker_retained_foreach(
+    tern_broker *b, void (*fn)(void *ctx, const char *topic, size_t len, broker_msg *m), void *ctx)
 {
     /* Clients cannot publish to $-topics, so "#" reaches every retained message they made. */
     foreach_ctx fc = { fn, ctx };
@@ -91,17 +90,16 @@ static int send_one(void *ctx, void *msg)
         return 0;
     uint8_t qos = m->qos < sc->granted_qos ? m->qos : sc->granted_qos;
     /* Retained messages sent because of a new subscription carry RETAIN = 1 (MQTT-3.3.1-8). */
-    broker_session_deliver(sc->b, sc->s, m, qos, true, sc->sub_id ? &sc->sub_id : NULL,
-                           sc->sub_id ? 1 : 0);
+    broker_session_deliver(
+        sc->b, sc->s, m, qos, true, sc->sub_id ? &sc->sub_id : NULL, sc->sub_id ? 1 : 0);
     return 0;
 }
 
 void broker_send_retained(tern_broker *b, broker_session *s, const uint8_t *filter,
-                          size_t filter_len, uint8_t granted_qos, uint32_t sub_id)
+    size_t filter_len, uint8_t granted_qos, uint32_t sub_id)
 {
     send_ctx sc = { b, s, granted_qos, sub_id };
-    (void)tern_broker_retained_match(b->retained, (const char *)filter, filter_len, send_one,
-                                     &sc);
+    (void)tern_broker_retained_match(b->retained, (const char *)filter, filter_len, send_one, &sc);
     if (s->conn)
         broker_conn_mark_dirty(s->conn);
 }

@@ -33,8 +33,8 @@ int broker_security_init(tern_broker *b)
     if (b->cfg.password_file) {
         rc = tern_broker_auth_load(b->cfg.password_file, &b->auth, err, sizeof err);
         if (rc != 0) {
-            tern_log(TERN_LOG_ERROR, "broker", "password file: %s",
-                     err[0] ? err : tern_strerror(rc));
+            tern_log(
+                TERN_LOG_ERROR, "broker", "password file: %s", err[0] ? err : tern_strerror(rc));
             return rc == TERN_ENOMEM ? rc : TERN_ECONFIG;
         }
     }
@@ -71,34 +71,32 @@ int broker_security_authenticate(tern_broker *b, broker_conn *c, const tern_mqtt
         return BROKER_AUTH_PARKED;
     } else {
         rc = tern_broker_auth_verify(b->auth, (const char *)p->username.p, p->username.len,
-                                     p->has_password ? p->password.p : NULL,
-                                     p->has_password ? p->password.len : 0);
+            p->has_password ? p->password.p : NULL, p->has_password ? p->password.len : 0);
     }
     if (rc == 0)
         return 0;
     TERN_LOG_RATELIMITED(TERN_LOG_INFO, "broker", "authentication failed for user '%.*s'",
-                         (int)p->username.len, (const char *)p->username.p);
+        (int)p->username.len, (const char *)p->username.p);
     return rc == TERN_EDENIED ? TERN_MQTT_RC_BAD_USERNAME_PASSWORD
                               : TERN_MQTT_RC_SERVER_UNAVAILABLE;
 }
 
 static bool allowed(tern_broker *b, const char *client_id, const char *username,
-                    const uint8_t *topic, size_t len, int access)
+    const uint8_t *topic, size_t len, int access)
 {
     return tern_broker_acl_check(b->acl, client_id, strlen(client_id), username,
-                                 username ? strlen(username) : 0, (const char *)topic, len,
-                                 access)
-           == 0;
+               username ? strlen(username) : 0, (const char *)topic, len, access)
+        == 0;
 }
 
 bool broker_security_may_publish(tern_broker *b, const char *client_id, const char *username,
-                                 const uint8_t *topic, size_t topic_len)
+    const uint8_t *topic, size_t topic_len)
 {
     return allowed(b, client_id, username, topic, topic_len, TERN_ACL_WRITE);
 }
 
 bool broker_security_may_subscribe(tern_broker *b, const char *client_id, const char *username,
-                                   const uint8_t *filter, size_t filter_len)
+    const uint8_t *filter, size_t filter_len)
 {
     return allowed(b, client_id, username, filter, filter_len, TERN_ACL_READ);
 }

@@ -190,8 +190,8 @@ static void apply_alias(broker_conn *c, const broker_msg *m, tern_mqtt_publish *
     if (c->client_topic_alias_max == 0)
         return;
     if (!c->alias_out) {
-        uint16_t n = c->client_topic_alias_max < MAX_ALIAS_OUT ? c->client_topic_alias_max
-                                                                 : MAX_ALIAS_OUT;
+        uint16_t n
+            = c->client_topic_alias_max < MAX_ALIAS_OUT ? c->client_topic_alias_max : MAX_ALIAS_OUT;
         c->alias_out = tern_calloc(n, sizeof(char *));
         if (!c->alias_out)
             return; /* no alias: always correct, only larger */
@@ -216,8 +216,7 @@ static void apply_alias(broker_conn *c, const broker_msg *m, tern_mqtt_publish *
 
 /* Encode and queue one PUBLISH to the session's connection. */
 static int send_publish(tern_broker *b, broker_conn *c, const broker_msg *m, uint8_t qos,
-                        bool retain, bool dup, uint16_t packet_id, const uint32_t *sub_ids,
-                        uint32_t n_sub_ids)
+    bool retain, bool dup, uint16_t packet_id, const uint32_t *sub_ids, uint32_t n_sub_ids)
 {
     tern_mqtt_packet pkt = { .type = TERN_MQTT_PUBLISH };
     tern_mqtt_publish *p = &pkt.u.publish;
@@ -305,8 +304,8 @@ static void send_out(tern_broker *b, broker_session *s, broker_out *o, bool dup)
         (void)broker_conn_send(c, &rel);
         return;
     }
-    int rc = send_publish(b, c, o->msg, o->qos, o->retain, dup, o->packet_id, o->sub_ids,
-                          o->n_sub_ids);
+    int rc = send_publish(
+        b, c, o->msg, o->qos, o->retain, dup, o->packet_id, o->sub_ids, o->n_sub_ids);
     if (rc == TERN_ETOOBIG) {
         out_unlink(s, o);
         out_free(o);
@@ -330,8 +329,8 @@ void broker_session_pump(tern_broker *b, broker_session *s)
         } else if (o->qos == 0) {
             /* QoS 0 kept while offline: sent once, nothing to wait for. */
             out_unlink(s, o);
-            (void)send_publish(b, s->conn, o->msg, 0, o->retain, false, 0, o->sub_ids,
-                               o->n_sub_ids);
+            (void)send_publish(
+                b, s->conn, o->msg, 0, o->retain, false, 0, o->sub_ids, o->n_sub_ids);
             out_free(o);
         } else {
             send_out(b, s, o, false);
@@ -364,7 +363,7 @@ static bool drop_one_qos0(tern_broker *b, broker_session *s)
 }
 
 void broker_session_deliver(tern_broker *b, broker_session *s, broker_msg *m, uint8_t qos,
-                            bool retain, const uint32_t *sub_ids, uint32_t n_sub_ids)
+    bool retain, const uint32_t *sub_ids, uint32_t n_sub_ids)
 {
     broker_conn *c = s->conn;
     bool online = c && c->state == CONN_ACTIVE;
@@ -383,8 +382,8 @@ void broker_session_deliver(tern_broker *b, broker_session *s, broker_msg *m, ui
             b->stats.dropped_qos0++;
         else
             b->stats.dropped_queue_full++;
-        TERN_LOG_RATELIMITED(TERN_LOG_WARN, "broker", "session '%s': queue full, message dropped",
-                             s->client_id);
+        TERN_LOG_RATELIMITED(
+            TERN_LOG_WARN, "broker", "session '%s': queue full, message dropped", s->client_id);
         return;
     }
     broker_out *o = tern_calloc(1, sizeof *o);
@@ -433,7 +432,7 @@ int broker_session_qos2_set(broker_session *s, uint16_t id, bool on)
         s->qos2_in[id >> 3] |= (uint8_t)(1u << (id & 7));
         s->n_qos2_in++;
     } else {
-        s->qos2_in[id >> 3] &= (uint8_t)~(1u << (id & 7));
+        s->qos2_in[id >> 3] &= (uint8_t) ~(1u << (id & 7));
         if (--s->n_qos2_in == 0) {
             tern_free(s->qos2_in);
             s->qos2_in = NULL;
@@ -443,8 +442,8 @@ int broker_session_qos2_set(broker_session *s, uint16_t id, bool on)
     return 0;
 }
 
-broker_out *broker_session_restore_out(broker_session *s, broker_msg *m, uint8_t qos,
-                                       bool retain, const uint32_t *sub_ids, uint32_t n_sub_ids)
+broker_out *broker_session_restore_out(broker_session *s, broker_msg *m, uint8_t qos, bool retain,
+    const uint32_t *sub_ids, uint32_t n_sub_ids)
 {
     broker_out *o = tern_calloc(1, sizeof *o);
     if (!o)
@@ -467,8 +466,8 @@ broker_out *broker_session_restore_out(broker_session *s, broker_msg *m, uint8_t
     return o;
 }
 
-void broker_session_restore_out_state(broker_session *s, broker_out *o, uint8_t state,
-                                      uint16_t packet_id)
+void broker_session_restore_out_state(
+    broker_session *s, broker_out *o, uint8_t state, uint16_t packet_id)
 {
     if (o->state == OUT_QUEUED) {
         s->n_queued--;
@@ -484,8 +483,8 @@ void broker_session_drop_out(broker_session *s, broker_out *o)
     out_free(o);
 }
 
-int broker_session_acked(tern_broker *b, broker_session *s, uint8_t type, uint16_t packet_id,
-                         uint8_t reason)
+int broker_session_acked(
+    tern_broker *b, broker_session *s, uint8_t type, uint16_t packet_id, uint8_t reason)
 {
     for (broker_out *o = s->out_head; o && o->state != OUT_QUEUED; o = o->next) {
         if (o->packet_id != packet_id)

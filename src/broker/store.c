@@ -72,13 +72,13 @@ static void put_str(tern_buf *out, const void *p, size_t len)
 {
     if (len > UINT16_MAX)
         len = UINT16_MAX;
-    (void)tern_buf_append(out, (const uint8_t[]){ (uint8_t)len, (uint8_t)(len >> 8) }, 2);
+    (void)tern_buf_append(out, (const uint8_t[]) { (uint8_t)len, (uint8_t)(len >> 8) }, 2);
     (void)tern_buf_append(out, p, len);
 }
 
 static void put_u16(tern_buf *out, uint16_t v)
 {
-    (void)tern_buf_append(out, (const uint8_t[]){ (uint8_t)v, (uint8_t)(v >> 8) }, 2);
+    (void)tern_buf_append(out, (const uint8_t[]) { (uint8_t)v, (uint8_t)(v >> 8) }, 2);
 }
 
 /* Patches length and CRC. An allocation failure anywhere in the record drops the whole record
@@ -123,16 +123,17 @@ static void write_msg(tern_broker *b, tern_buf *out, broker_msg *m)
     broker_store *st = b->store;
     if (!m->store_id)
         m->store_id = st->next_msg_id++;
-    if (!reserve(st, out, 128 + m->topic_len + m->payload_len + m->user_raw_len
-                              + m->content_type.len + m->response_topic.len
-                              + m->correlation_data.len + strlen(m->publisher_id)))
+    if (!reserve(st, out,
+            128 + m->topic_len + m->payload_len + m->user_raw_len + m->content_type.len
+                + m->response_topic.len + m->correlation_data.len + strlen(m->publisher_id)))
         return;
     size_t before = out->len, start;
     rec_begin(out, &start, REC_MSG);
     (void)tern_buf_append_le64(out, m->store_id);
     (void)tern_buf_append_u8(out, m->qos);
     (void)tern_buf_append_u8(out, m->retain);
-    (void)tern_buf_append_u8(out, (uint8_t)((m->has_payload_format ? 1 : 0) | (m->has_expiry ? 2 : 0)));
+    (void)tern_buf_append_u8(
+        out, (uint8_t)((m->has_payload_format ? 1 : 0) | (m->has_expiry ? 2 : 0)));
     (void)tern_buf_append_u8(out, m->payload_format);
     (void)tern_buf_append_le64(out, wall_deadline_ms(b, m));
     put_str(out, m->topic, m->topic_len);
@@ -160,8 +161,8 @@ static void write_session(broker_store *st, tern_buf *out, const broker_session 
     rec_end(st, out, start, before);
 }
 
-static void write_sub(broker_store *st, tern_buf *out, const broker_session *s,
-                      const char *filter, size_t len, const tern_topic_sub_opts *o)
+static void write_sub(broker_store *st, tern_buf *out, const broker_session *s, const char *filter,
+    size_t len, const tern_topic_sub_opts *o)
 {
     if (!reserve(st, out, 32 + strlen(s->client_id) + len))
         return;
@@ -170,8 +171,9 @@ static void write_sub(broker_store *st, tern_buf *out, const broker_session *s,
     put_str(out, s->client_id, strlen(s->client_id));
     put_str(out, filter, len);
     (void)tern_buf_append_u8(out, o->qos);
-    (void)tern_buf_append_u8(out, (uint8_t)((o->no_local ? 1 : 0) | (o->retain_as_published ? 2 : 0)
-                                            | ((o->retain_handling & 3) << 2)));
+    (void)tern_buf_append_u8(out,
+        (uint8_t)((o->no_local ? 1 : 0) | (o->retain_as_published ? 2 : 0)
+            | ((o->retain_handling & 3) << 2)));
     (void)tern_buf_append_le32(out, o->subscription_id);
     rec_end(st, out, start, before);
 }
@@ -210,8 +212,8 @@ static void write_out_state(broker_store *st, tern_buf *out, const broker_out *o
     rec_end(st, out, start, before);
 }
 
-static void write_qos2(broker_store *st, tern_buf *out, const broker_session *s, uint16_t id,
-                       bool on)
+static void write_qos2(
+    broker_store *st, tern_buf *out, const broker_session *s, uint16_t id, bool on)
 {
     if (!reserve(st, out, 32 + strlen(s->client_id)))
         return;
@@ -223,8 +225,8 @@ static void write_qos2(broker_store *st, tern_buf *out, const broker_session *s,
     rec_end(st, out, start, before);
 }
 
-static void write_retain(tern_broker *b, tern_buf *out, const char *topic, size_t len,
-                         broker_msg *m)
+static void write_retain(
+    tern_broker *b, tern_buf *out, const char *topic, size_t len, broker_msg *m)
 {
     broker_store *st = b->store;
     if (m && (m->snap_gen != st->snap_gen || !m->store_id))
@@ -268,7 +270,7 @@ void broker_store_session_del(tern_broker *b, broker_session *s)
 }
 
 void broker_store_sub(tern_broker *b, broker_session *s, const char *filter, size_t len,
-                      const tern_topic_sub_opts *opts)
+    const tern_topic_sub_opts *opts)
 {
     if (b->store && s->journaled)
         write_sub(b->store, &b->store->pending, s, filter, len, opts);
@@ -447,8 +449,8 @@ int broker_store_commit(tern_broker *b)
         rc = -errno;
     if (rc != 0) {
         st->error = rc;
-        tern_log(TERN_LOG_ERROR, "broker", "journal %s: write failed: %s", st->path,
-                 tern_strerror(rc));
+        tern_log(
+            TERN_LOG_ERROR, "broker", "journal %s: write failed: %s", st->path, tern_strerror(rc));
         return rc;
     }
     st->file_bytes += st->pending.len;
@@ -459,8 +461,7 @@ int broker_store_commit(tern_broker *b)
         rc = compact(b);
         if (rc != 0) {
             st->error = rc;
-            tern_log(TERN_LOG_ERROR, "broker", "journal compaction failed: %s",
-                     tern_strerror(rc));
+            tern_log(TERN_LOG_ERROR, "broker", "journal compaction failed: %s", tern_strerror(rc));
         }
     }
     return rc;
@@ -671,29 +672,29 @@ static int replay_record(replay *rp, uint8_t type, tern_reader *r)
         if (!(s = broker_session_find(b, id)))
             return TERN_ECORRUPT;
         tern_topic_sub_opts o = { .qos = qos > 2 ? 2 : qos,
-                                  .no_local = flags & 1,
-                                  .retain_as_published = (flags & 2) != 0,
-                                  .retain_handling = (uint8_t)((flags >> 2) & 3),
-                                  .subscription_id = sub_id };
-        int rc = tern_topic_tree_add(b->subs, (const char *)filter.p, filter.len, &s->subscriber,
-                                     &o, NULL);
+            .no_local = flags & 1,
+            .retain_as_published = (flags & 2) != 0,
+            .retain_handling = (uint8_t)((flags >> 2) & 3),
+            .subscription_id = sub_id };
+        int rc = tern_topic_tree_add(
+            b->subs, (const char *)filter.p, filter.len, &s->subscriber, &o, NULL);
         return rc == TERN_EINVAL ? TERN_ECORRUPT : rc;
     }
     case REC_UNSUB:
         if (get_id(r, id, sizeof id) || get_str(r, &filter))
             return TERN_ECORRUPT;
         if ((s = broker_session_find(b, id)) != NULL)
-            (void)tern_topic_tree_remove(b->subs, (const char *)filter.p, filter.len,
-                                         &s->subscriber);
+            (void)tern_topic_tree_remove(
+                b->subs, (const char *)filter.p, filter.len, &s->subscriber);
         return 0;
     case REC_MSG:
         return replay_msg(rp, r);
     case REC_OUT: {
         uint64_t out_id, msg_id;
         uint8_t qos, retain, n_ids;
-        if (tern_reader_le64(r, &out_id) || get_id(r, id, sizeof id)
-            || tern_reader_le64(r, &msg_id) || tern_reader_u8(r, &qos)
-            || tern_reader_u8(r, &retain) || tern_reader_u8(r, &n_ids) || n_ids > 4)
+        if (tern_reader_le64(r, &out_id) || get_id(r, id, sizeof id) || tern_reader_le64(r, &msg_id)
+            || tern_reader_u8(r, &qos) || tern_reader_u8(r, &retain) || tern_reader_u8(r, &n_ids)
+            || n_ids > 4)
             return TERN_ECORRUPT;
         uint32_t ids[4];
         for (uint8_t i = 0; i < n_ids; i++)
@@ -797,7 +798,7 @@ static int replay_file(tern_broker *b, int fd)
     }
     if (data.data[8] != VERSION) {
         tern_log(TERN_LOG_ERROR, "broker", "%s: journal version %u is not supported",
-                 b->store->path, data.data[8]);
+            b->store->path, data.data[8]);
         rc = TERN_EVERSION;
         goto out;
     }
@@ -805,8 +806,10 @@ static int replay_file(tern_broker *b, int fd)
     uint64_t n_records = 0;
     while (off + 8 <= data.len) {
         const uint8_t *h = data.data + off;
-        uint32_t len = (uint32_t)h[0] | (uint32_t)h[1] << 8 | (uint32_t)h[2] << 16 | (uint32_t)h[3] << 24;
-        uint32_t crc = (uint32_t)h[4] | (uint32_t)h[5] << 8 | (uint32_t)h[6] << 16 | (uint32_t)h[7] << 24;
+        uint32_t len
+            = (uint32_t)h[0] | (uint32_t)h[1] << 8 | (uint32_t)h[2] << 16 | (uint32_t)h[3] << 24;
+        uint32_t crc
+            = (uint32_t)h[4] | (uint32_t)h[5] << 8 | (uint32_t)h[6] << 16 | (uint32_t)h[7] << 24;
         if (len == 0 || len > MAX_RECORD || off + 8 + len > data.len)
             break;
         if (tern_crc32c(h + 8, len) != crc)
@@ -816,8 +819,8 @@ static int replay_file(tern_broker *b, int fd)
         rc = replay_record(&rp, h[8], &r);
         if (rc == TERN_ECORRUPT) {
             tern_log(TERN_LOG_ERROR, "broker",
-                     "%s: record at offset %zu is inconsistent; replay stops there", b->store->path,
-                     off);
+                "%s: record at offset %zu is inconsistent; replay stops there", b->store->path,
+                off);
             rc = 0;
             break;
         }
@@ -828,9 +831,9 @@ static int replay_file(tern_broker *b, int fd)
     }
     if (off < data.len)
         tern_log(TERN_LOG_WARN, "broker", "%s: dropped %zu bytes of torn or corrupt tail",
-                 b->store->path, data.len - off);
+            b->store->path, data.len - off);
     tern_log(TERN_LOG_INFO, "broker", "journal: replayed %llu records, %u sessions",
-             (unsigned long long)n_records, b->n_sessions);
+        (unsigned long long)n_records, b->n_sessions);
 out:
     for (size_t i = 0; i < rp.msgs.cap; i++)
         if (rp.msgs.keys[i])
@@ -856,11 +859,12 @@ int broker_store_open(tern_broker *b, const char *data_dir)
     if (snprintf(dir, sizeof dir, "%s/broker", data_dir) >= (int)sizeof dir
         || snprintf(st->path, sizeof st->path, "%s/journal", dir) >= (int)sizeof st->path
         || snprintf(st->tmp_path, sizeof st->tmp_path, "%s/journal.tmp", dir)
-               >= (int)sizeof st->tmp_path) {
+            >= (int)sizeof st->tmp_path) {
         tern_free(st);
         return TERN_EINVAL;
     }
-    if ((mkdir(data_dir, 0755) != 0 && errno != EEXIST) || (mkdir(dir, 0700) != 0 && errno != EEXIST)) {
+    if ((mkdir(data_dir, 0755) != 0 && errno != EEXIST)
+        || (mkdir(dir, 0700) != 0 && errno != EEXIST)) {
         rc = -errno;
         tern_log(TERN_LOG_ERROR, "broker", "cannot create %s: %s", dir, tern_strerror(rc));
         tern_free(st);

@@ -29,7 +29,7 @@ void broker_store_close(tern_broker *b);
 void broker_store_session(tern_broker *b, broker_session *s);
 void broker_store_session_del(tern_broker *b, broker_session *s);
 void broker_store_sub(tern_broker *b, broker_session *s, const char *filter, size_t len,
-                      const tern_topic_sub_opts *opts);
+    const tern_topic_sub_opts *opts);
 void broker_store_unsub(tern_broker *b, broker_session *s, const char *filter, size_t len);
 void broker_store_out(tern_broker *b, broker_session *s, broker_out *o);
 void broker_store_out_state(tern_broker *b, broker_out *o);

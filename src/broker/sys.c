@@ -24,14 +24,15 @@ typedef struct sys_figure {
 } sys_figure;
 
 #define FIG(topic, metric, help, counter, field)                                                   \
-    { topic, metric, help, counter, offsetof(tern_broker_stats, field) }
+    {                                                                                              \
+        topic, metric, help, counter, offsetof(tern_broker_stats, field)                           \
+    }
 
 static const sys_figure figures[] = {
     FIG("clients/connected", "tern_broker_connections", "open MQTT connections", false,
         connections),
     FIG("clients/total", "tern_broker_sessions", "sessions, online and offline", false, sessions),
-    FIG("subscriptions/count", "tern_broker_subscriptions", "subscriptions", false,
-        subscriptions),
+    FIG("subscriptions/count", "tern_broker_subscriptions", "subscriptions", false, subscriptions),
     FIG("retained messages/count", "tern_broker_retained_messages", "retained messages", false,
         retained),
     FIG("clients/accepted", "tern_broker_connects_total", "CONNECTs accepted", true,
@@ -123,8 +124,7 @@ static void tick(tern_loop_timer *t)
             snprintf(value, sizeof value, "%llu", (unsigned long long)figure_value(&st, i));
             publish_sys(b, figures[i].topic, value);
         }
-        snprintf(value, sizeof value, "%llu",
-                 (unsigned long long)((now - sys->started_ms) / 1000));
+        snprintf(value, sizeof value, "%llu", (unsigned long long)((now - sys->started_ms) / 1000));
         publish_sys(b, "uptime", value);
         publish_sys(b, "version", "tern " TERN_BROKER_VERSION);
     }
@@ -140,10 +140,10 @@ int broker_sys_start(tern_broker *b)
     tern_metrics *reg = b->cfg.metrics;
     for (size_t i = 0; i < N_FIGURES; i++) {
         int rc = figures[i].counter
-                     ? tern_metrics_add_counter(reg, figures[i].metric, figures[i].help, NULL, 0,
-                                                (tern_metrics_counter **)&sys->handles[i])
-                     : tern_metrics_add_gauge(reg, figures[i].metric, figures[i].help, NULL, 0,
-                                              (tern_metrics_gauge **)&sys->handles[i]);
+            ? tern_metrics_add_counter(reg, figures[i].metric, figures[i].help, NULL, 0,
+                (tern_metrics_counter **)&sys->handles[i])
+            : tern_metrics_add_gauge(reg, figures[i].metric, figures[i].help, NULL, 0,
+                (tern_metrics_gauge **)&sys->handles[i]);
         if (rc != 0 && rc != TERN_EEXIST) {
             tern_free(sys);
             return rc;

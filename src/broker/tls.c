@@ -41,15 +41,16 @@ int broker_tls_init(tern_broker *b)
         return 0;
     if (!cfg->tls_cert_file || !cfg->tls_key_file) {
         tern_log(TERN_LOG_ERROR, "broker",
-                 "TLS listeners need broker.tls_cert_file and broker.tls_key_file");
+            "TLS listeners need broker.tls_cert_file and broker.tls_key_file");
         return TERN_ECONFIG;
     }
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (!ctx)
         return TERN_ENOMEM;
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER
-                              | SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_mode(ctx,
+        SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER
+            | SSL_MODE_RELEASE_BUFFERS);
     if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert_file) != 1) {
         log_ssl_errors(cfg->tls_cert_file);
         goto fail;
@@ -69,7 +70,8 @@ int broker_tls_init(tern_broker *b)
             mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
         SSL_CTX_set_verify(ctx, mode, NULL);
     } else if (cfg->tls_require_certificate) {
-        tern_log(TERN_LOG_ERROR, "broker", "broker.tls_require_certificate needs broker.tls_ca_file");
+        tern_log(
+            TERN_LOG_ERROR, "broker", "broker.tls_require_certificate needs broker.tls_ca_file");
         goto fail;
     }
     b->tls_ctx = ctx;

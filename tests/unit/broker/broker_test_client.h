@@ -123,8 +123,8 @@ static int test_client_connect(test_client *tc, const char *client_id, bool clea
     return ack.u.connack.reason;
 }
 
-static int test_client_publish(test_client *tc, const char *topic, const char *payload,
-                               uint8_t qos, uint16_t packet_id)
+static int test_client_publish(
+    test_client *tc, const char *topic, const char *payload, uint8_t qos, uint16_t packet_id)
 {
     tern_mqtt_packet p = { .type = TERN_MQTT_PUBLISH };
     p.u.publish.qos = qos;

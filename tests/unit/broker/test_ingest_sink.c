@@ -36,7 +36,7 @@ static int sink_submit(void *ctx, const tern_broker_ingest *rec, void *token)
     if (s->n < MAX_RECORDS) {
         s->tokens[s->n] = token;
         snprintf(s->topics[s->n], sizeof s->topics[0], "%.*s", (int)rec->topic_len,
-                 (const char *)rec->topic);
+            (const char *)rec->topic);
         s->qos[s->n] = rec->qos;
     }
     s->n++;
@@ -191,8 +191,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_qos1_acked_only_after_sink_done, setup, teardown),
         cmocka_unit_test_setup_teardown(test_qos0_and_other_topics, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_v311_refusal_closes_and_nothing_is_acked, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(
+            test_v311_refusal_closes_and_nothing_is_acked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sink_refusing_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_gone_before_done, setup, teardown),
     };
