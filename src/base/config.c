@@ -463,7 +463,7 @@ static int parse_value(tern_config *cfg, const origin *o, const tern_config_sche
             }
             return 0;
         }
-        char *item;
+        char *item = NULL;
         if (*p == '"') {
             rc = parse_quoted(cfg, o, &p, end, &item);
             if (rc)
@@ -628,7 +628,7 @@ static int parse_line(
     tern_config *cfg, origin *o, const char *p, const char *end, char *section, size_t section_cap)
 {
     char shown[SHOW_MAX + 4];
-    if (memchr(p, '\0', (size_t)(end - p)))
+    if (end > p && memchr(p, '\0', (size_t)(end - p)))
         return fail(cfg, o, "NUL byte in line");
     while (p < end && is_space(*p))
         p++;
