@@ -251,6 +251,13 @@ void broker_conn_close(broker_conn *c, uint8_t reason, bool will)
     if (was_active && c->version == TERN_MQTT_V5 && reason >= 0x80) {
         tern_mqtt_packet d = { .type = TERN_MQTT_DISCONNECT };
         d.u.disconnect.reason = reason;
+        /* A reason string says it in words (and makes the packet long enough for clients
+         * that mishandle the short form). DISCONNECT may carry one whatever the client's
+         * Request Problem Information (5.0 3.1.2.11.7). */
+        const char *why = tern_mqtt_reason_str(reason, TERN_MQTT_DISCONNECT);
+        d.u.disconnect.props.present = TERN_MQTT_PROP_BIT(TERN_MQTT_PROP_REASON_STRING);
+        d.u.disconnect.props.reason_string.p = (const uint8_t *)why;
+        d.u.disconnect.props.reason_string.len = (uint16_t)strlen(why);
         if (broker_conn_send(c, &d) == 0)
             (void)conn_write_now(c);
     } else if (broker_conn_out_pending(c)) {

@@ -23,6 +23,10 @@ static int refuse(broker_conn *c, uint8_t reason_v5)
     tern_mqtt_packet ack = { .type = TERN_MQTT_CONNACK };
     if (c->version == TERN_MQTT_V5) {
         ack.u.connack.reason = reason_v5;
+        const char *why = tern_mqtt_reason_str(reason_v5, TERN_MQTT_CONNACK);
+        ack.u.connack.props.present = TERN_MQTT_PROP_BIT(TERN_MQTT_PROP_REASON_STRING);
+        ack.u.connack.props.reason_string.p = (const uint8_t *)why;
+        ack.u.connack.props.reason_string.len = (uint16_t)strlen(why);
     } else {
         int rc = tern_mqtt_reason_v311_connack(reason_v5);
         if (rc < 0) {

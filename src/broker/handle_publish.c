@@ -30,10 +30,14 @@ static int send_ack(broker_conn *c, uint8_t type, uint16_t packet_id, uint8_t re
     return broker_conn_send(c, &a) == 0 ? 0 : TERN_MQTT_RC_IMPLEMENTATION_ERROR;
 }
 
-/* Acknowledge an incoming QoS 1/2 publish with reason (0 = success). */
+/*
+ * Acknowledge an incoming QoS 1/2 publish with reason (0 = success). Against the Receive
+ * Maximum (5.0 4.9) a QoS 1 publish counts until its PUBACK, a QoS 2 one until its PUBCOMP,
+ * or until a PUBREC that refuses it.
+ */
 static int ack_publish(broker_conn *c, uint8_t qos, uint16_t packet_id, uint8_t reason)
 {
-    if (c->n_unacked_in)
+    if (c->n_unacked_in && (qos == 1 || reason >= 0x80))
         c->n_unacked_in--;
     if (qos == 1)
         return send_ack(c, TERN_MQTT_PUBACK, packet_id, reason);
@@ -221,6 +225,8 @@ int broker_handle_ack(broker_conn *c, uint8_t type, const tern_mqtt_ack *p)
     if (type == TERN_MQTT_PUBREL) {
         bool known = broker_session_qos2_has(s, p->packet_id);
         (void)broker_session_qos2_set(s, p->packet_id, false);
+        if (known && c->n_unacked_in)
+            c->n_unacked_in--; /* the QoS 2 flow ends with this PUBCOMP */
         return send_ack(
             c, TERN_MQTT_PUBCOMP, p->packet_id, known ? 0 : TERN_MQTT_RC_PACKET_ID_NOT_FOUND);
     }

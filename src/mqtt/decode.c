@@ -106,9 +106,6 @@ static int decode_connect(tern_mqtt__r *r, tern_mqtt_connect *c)
     rc = tern_mqtt__r_utf8(r, &c->client_id);
     if (rc)
         return rc;
-    if (level == TERN_MQTT_V311 && c->client_id.len == 0 && !c->clean_start)
-        return tern_mqtt__fail(r, TERN_EPROTO, TERN_MQTT_RC_CLIENT_ID_INVALID,
-            "empty client id without clean session");
     if (c->has_will) {
         if (level == TERN_MQTT_V5) {
             rc = tern_mqtt__props_decode(r, TERN_MQTT__CTX_WILL, &c->will_props);

@@ -111,7 +111,10 @@ int tern_mqtt_reason_v311_connack(uint8_t reason)
         return 2;
     case TERN_MQTT_RC_SERVER_UNAVAILABLE:
     case TERN_MQTT_RC_SERVER_BUSY:
-        return 3;
+    case TERN_MQTT_RC_CONNECTION_RATE_EXCEEDED:
+    case TERN_MQTT_RC_QUOTA_EXCEEDED:
+    case TERN_MQTT_RC_SERVER_SHUTTING_DOWN:
+        return 3; /* "server unavailable": the 3.1.1 way to say "not now, try later" */
     case TERN_MQTT_RC_BAD_USERNAME_PASSWORD:
         return 4;
     case TERN_MQTT_RC_NOT_AUTHORIZED:
