@@ -80,8 +80,11 @@ typedef struct tern_broker_config {
     uint32_t max_session_expiry_s;
     uint64_t connect_rate_per_s; /* admission token bucket: new connections per second */
     uint64_t connect_burst;
-    size_t max_out_buffer_bytes;       /* per connection: QoS 0 beyond this is dropped (counted) */
-    uint32_t sys_interval_ms;          /* $SYS/broker/... refresh; 0: no $SYS topics */
+    size_t max_out_buffer_bytes; /* per connection: QoS 0 beyond this is dropped (counted) */
+    uint32_t sys_interval_ms;    /* $SYS/broker/... refresh; 0: no $SYS topics */
+    uint16_t max_keepalive_s;    /* 5.0: a longer (or 0) client keepalive is lowered to this via
+                                    Server Keep Alive; 0: the client's own is used */
+    const char *response_information;  /* 5.0: sent when a client requests it; NULL: none */
     struct tern_metrics *metrics;      /* registry to report into; NULL: the process default */
     const char *const *ingest_filters; /* topic filters whose publishes go to the sink */
     size_t n_ingest_filters;

@@ -56,6 +56,11 @@ const tern_config_schema tern_broker_config_schema[] = {
         "per connection; QoS 0 beyond it is dropped (slow consumer)", 4096, 1073741824, 0, NULL },
     { "broker.sys_interval", TERN_CONFIG_DURATION, "10s",
         "how often $SYS/broker/... topics are refreshed; 0 turns them off", 0, 86400000, 0, NULL },
+    { "broker.max_keepalive", TERN_CONFIG_INT, "0",
+        "5.0: lower longer (or disabled) client keepalives to this many seconds; 0: no limit", 0,
+        65535, 0, NULL },
+    { "broker.response_information", TERN_CONFIG_STRING, NULL,
+        "5.0: Response Information sent to clients that request it", 0, 0, 0, NULL },
     { "broker.ingest", TERN_CONFIG_STRING,
         "fleet/+/telemetry,fleet/+/m/#,fleet/+/summary,fleet/+/event",
         "topic filters whose publishes are appended to the log", 0, 0, TERN_CONFIG_LIST, NULL },
@@ -111,6 +116,8 @@ int tern_broker_config_load(const tern_config *cfg, tern_broker_config *out)
     c.connect_burst = (uint64_t)tern_config_get_int(cfg, "broker.connect_burst");
     c.max_out_buffer_bytes = (size_t)tern_config_get_int(cfg, "broker.max_output_buffer");
     c.sys_interval_ms = (uint32_t)tern_config_get_int(cfg, "broker.sys_interval");
+    c.max_keepalive_s = (uint16_t)tern_config_get_int(cfg, "broker.max_keepalive");
+    c.response_information = tern_config_get_string(cfg, "broker.response_information");
     *out = c;
     return 0;
 }

@@ -163,6 +163,12 @@ int broker_handle_connect(broker_conn *c, const tern_mqtt_connect *p)
 
     /* What the client announced (5.0). */
     c->keepalive_s = p->keep_alive_s;
+    bool server_keepalive = false;
+    if (c->version == TERN_MQTT_V5 && b->cfg.max_keepalive_s
+        && (c->keepalive_s == 0 || c->keepalive_s > b->cfg.max_keepalive_s)) {
+        c->keepalive_s = b->cfg.max_keepalive_s; /* told to the client in CONNACK */
+        server_keepalive = true;
+    }
     if (c->version == TERN_MQTT_V5) {
         if (TERN_MQTT_HAS_PROP(&p->props, TERN_MQTT_PROP_RECEIVE_MAX))
             c->client_receive_max = p->props.receive_max;
@@ -191,6 +197,17 @@ int broker_handle_connect(broker_conn *c, const tern_mqtt_connect *p)
             pr->present |= TERN_MQTT_PROP_BIT(TERN_MQTT_PROP_ASSIGNED_CLIENT_ID);
             pr->assigned_client_id.p = (const uint8_t *)s->client_id;
             pr->assigned_client_id.len = (uint16_t)strlen(s->client_id);
+        }
+        if (server_keepalive) {
+            pr->present |= TERN_MQTT_PROP_BIT(TERN_MQTT_PROP_SERVER_KEEP_ALIVE);
+            pr->server_keep_alive_s = c->keepalive_s;
+        }
+        if (b->cfg.response_information
+            && TERN_MQTT_HAS_PROP(&p->props, TERN_MQTT_PROP_REQUEST_RESPONSE_INFO)
+            && p->props.request_response_info) {
+            pr->present |= TERN_MQTT_PROP_BIT(TERN_MQTT_PROP_RESPONSE_INFO);
+            pr->response_info.p = (const uint8_t *)b->cfg.response_information;
+            pr->response_info.len = (uint16_t)strlen(b->cfg.response_information);
         }
         if (TERN_MQTT_HAS_PROP(&p->props, TERN_MQTT_PROP_SESSION_EXPIRY)
             && p->props.session_expiry_s != expiry_s) {
