@@ -15,6 +15,9 @@
 #include "base/log.h"
 #include "broker/broker.h"
 #include "broker/broker_config.h"
+#include "broker/log_sink.h"
+#include "log/log.h"
+#include "log/log_config.h"
 #include "loop/loop.h"
 
 #include <signal.h>
@@ -39,7 +42,7 @@ typedef struct broker_main {
 static void on_signal(tern_loop_signal *sig, int signum)
 {
     broker_main *m = sig->data;
-    tern_log(TERN_LOG_INFO, "broker", "signal %d: shutting down", signum);
+    tern_logf(TERN_LOG_INFO, "broker", "signal %d: shutting down", signum);
     tern_broker_shutdown(m->broker);
     tern_loop_stop(m->loop);
 }
@@ -105,6 +108,8 @@ int tern_cmd_broker(int argc, char **argv)
     tern_config *cfg = NULL;
     tern_loop *loop = NULL;
     tern_broker *broker = NULL;
+    tern_log *log = NULL;
+    tern_broker_log_sink *sink = NULL;
     tern_broker_config bcfg;
     memset(&bcfg, 0, sizeof bcfg);
     char **owned = NULL;
@@ -113,7 +118,8 @@ int tern_cmd_broker(int argc, char **argv)
     if (!targv || tern_config_create(&cfg) != 0)
         goto out;
     if (tern_config_add_schema(cfg, tern_config_schema_core) != 0
-        || tern_config_add_schema(cfg, tern_broker_config_schema) != 0)
+        || tern_config_add_schema(cfg, tern_broker_config_schema) != 0
+        || tern_config_add_schema(cfg, tern_log_config_schema) != 0)
         goto out;
     if (tern_config_parse_args(cfg, &targc, targv) != 0) {
         fprintf(stderr, "tern broker: %s\n", tern_config_error(cfg));
@@ -146,15 +152,43 @@ int tern_cmd_broker(int argc, char **argv)
         goto out;
     }
     m.broker = broker;
-    tern_log(TERN_LOG_INFO, "broker", "ready (anonymous access %s)",
+
+    /* The durable log the broker feeds: QoS 1/2 telemetry is acknowledged once it holds it. */
+    tern_log_config lcfg;
+    uint32_t n_partitions = 0;
+    char log_dir[4096], err[256];
+    if (tern_log_config_load(cfg, &lcfg, &n_partitions, log_dir, sizeof log_dir, err, sizeof err)
+        != 0) {
+        fprintf(stderr, "tern broker: %s\n", err);
+        status = 2;
+        goto out;
+    }
+    const char *log_topic = tern_config_get_string(cfg, "broker.ingest_topic");
+    rc = tern_log_open(&lcfg, &log);
+    if (rc == 0)
+        rc = tern_log_create_topic(log, log_topic, n_partitions);
+    if (rc != 0) {
+        fprintf(stderr, "tern broker: cannot open the log (%s): %s\n",
+            lcfg.backend == TERN_LOG_KAFKA ? lcfg.kafka_brokers : log_dir, tern_strerror(rc));
+        goto out;
+    }
+    unsigned key_level = (unsigned)tern_config_get_int(cfg, "broker.ingest_key_level");
+    if (tern_broker_log_sink_new(broker, loop, log, log_topic, key_level, &sink) != 0)
+        goto out;
+    tern_broker_set_sink(broker, tern_broker_log_sink_get(sink));
+    tern_logf(TERN_LOG_INFO, "broker", "ready (anonymous access %s)",
         bcfg.allow_anonymous ? "allowed" : "refused");
     rc = tern_loop_run(loop);
     tern_broker_shutdown(broker);
-    /* Let deferred closes finish before everything is freed. */
-    (void)tern_loop_run_once(loop, 0);
     status = rc == 0 ? 0 : 1;
 out:
+    /* Order matters: the log completes every append in flight (their completions are posted
+     * to the loop), the loop runs them, then the broker and the sink can go. */
+    tern_log_close(log);
+    if (loop)
+        (void)tern_loop_run_once(loop, 0);
     tern_broker_free(broker);
+    tern_broker_log_sink_free(sink);
     tern_loop_free(loop);
     tern_broker_config_release(&bcfg);
     tern_config_destroy(cfg);

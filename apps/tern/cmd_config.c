@@ -11,6 +11,7 @@
 #include "base/buf.h"
 #include "base/config.h"
 #include "broker/broker_config.h"
+#include "log/log_config.h"
 #include "base/error.h"
 
 #include <stdio.h>
@@ -25,6 +26,7 @@ const char tern_cmd_config_summary[] = "check a config file, list the config key
 static const tern_config_schema *const schemas[] = {
     tern_config_schema_core,
     tern_broker_config_schema,
+    tern_log_config_schema,
     NULL,
 };
 

@@ -157,14 +157,14 @@ static void emit(
     pthread_mutex_unlock(&out_lock);
 }
 
-void tern_log_v(tern_log_level level, const char *module, const char *fmt, va_list ap)
+void tern_logf_v(tern_log_level level, const char *module, const char *fmt, va_list ap)
 {
     if (!tern_log_enabled(level))
         return;
     emit(level, module, 0, fmt, ap);
 }
 
-void tern_log(tern_log_level level, const char *module, const char *fmt, ...)
+void tern_logf(tern_log_level level, const char *module, const char *fmt, ...)
 {
     if (!tern_log_enabled(level))
         return;
@@ -197,7 +197,7 @@ bool tern_log_ratelimit_allow(tern_log_ratelimit *rl, uint64_t now_ms, uint64_t 
     return allow;
 }
 
-void tern_log_rl(
+void tern_logf_rl(
     tern_log_ratelimit *rl, tern_log_level level, const char *module, const char *fmt, ...)
 {
     if (!tern_log_enabled(level))

@@ -62,10 +62,10 @@ typedef void (*tern_log_callback)(void *opaque, tern_log_level level, const char
 /* tern_log_set_callback sends lines to fn instead of a FILE; fn = NULL restores stderr. */
 void tern_log_set_callback(tern_log_callback fn, void *opaque);
 
-/* tern_log writes one line if level is enabled. module is a short name such as "mqtt". */
-void tern_log(tern_log_level level, const char *module, const char *fmt, ...)
+/* tern_logf writes one line if level is enabled. module is a short name such as "mqtt". */
+void tern_logf(tern_log_level level, const char *module, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-void tern_log_v(tern_log_level level, const char *module, const char *fmt, va_list ap)
+void tern_logf_v(tern_log_level level, const char *module, const char *fmt, va_list ap)
     __attribute__((format(printf, 3, 0)));
 
 /*
@@ -98,15 +98,15 @@ typedef struct tern_log_ratelimit {
  */
 bool tern_log_ratelimit_allow(tern_log_ratelimit *rl, uint64_t now_ms, uint64_t *n_suppressed_out);
 
-/* tern_log_rl writes one line through rl if level is enabled and rl lets it through. */
-void tern_log_rl(tern_log_ratelimit *rl, tern_log_level level, const char *module, const char *fmt,
+/* tern_logf_rl writes one line through rl if level is enabled and rl lets it through. */
+void tern_logf_rl(tern_log_ratelimit *rl, tern_log_level level, const char *module, const char *fmt,
     ...) __attribute__((format(printf, 4, 5)));
 
 /* TERN_LOG checks the level before evaluating the arguments. */
 #define TERN_LOG(level, module, ...)                                                               \
     do {                                                                                           \
         if (tern_log_enabled(level))                                                               \
-            tern_log((level), (module), __VA_ARGS__);                                              \
+            tern_logf((level), (module), __VA_ARGS__);                                             \
     } while (0)
 
 /* TERN_LOG_RATELIMITED gives its call site its own limiter with the default limits. */
@@ -115,7 +115,7 @@ void tern_log_rl(tern_log_ratelimit *rl, tern_log_level level, const char *modul
         static tern_log_ratelimit tern_rl_site_                                                    \
             = TERN_LOG_RATELIMIT_INIT(TERN_LOG_RATELIMIT_BURST, TERN_LOG_RATELIMIT_INTERVAL_MS);   \
         if (tern_log_enabled(level))                                                               \
-            tern_log_rl(&tern_rl_site_, (level), (module), __VA_ARGS__);                           \
+            tern_logf_rl(&tern_rl_site_, (level), (module), __VA_ARGS__);                          \
     } while (0)
 
 #endif

@@ -118,7 +118,7 @@ static int open_listener(tern_broker *b, const char *addr, bool tls)
     tern_net_listen_opts opts = { .backlog = 0, .reuseport = false };
     int rc = tern_net_listen(addr, &opts, &l->fd);
     if (rc != 0) {
-        tern_log(TERN_LOG_ERROR, "broker", "cannot listen on %s: %s", addr, tern_strerror(rc));
+        tern_logf(TERN_LOG_ERROR, "broker", "cannot listen on %s: %s", addr, tern_strerror(rc));
         return rc;
     }
     b->n_listeners++;
@@ -129,7 +129,7 @@ static int open_listener(tern_broker *b, const char *addr, bool tls)
     tern_loop_timer_init(b->loop, &l->pause, resume_accept_cb, l);
     if ((rc = tern_loop_io_start(&l->io, TERN_LOOP_READ)) != 0)
         return rc;
-    tern_log(TERN_LOG_INFO, "broker", "listening on %s (MQTT 3.1.1 and 5.0%s)", addr,
+    tern_logf(TERN_LOG_INFO, "broker", "listening on %s (MQTT 3.1.1 and 5.0%s)", addr,
         tls ? " over TLS" : "");
     return 0;
 }

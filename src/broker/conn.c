@@ -192,7 +192,7 @@ static void flush_dirty_task(tern_loop_task *task)
     tern_broker *b = task->data;
     if (broker_store_commit(b) != 0) {
         /* The broker can no longer keep its promises: stop acknowledging anything. */
-        tern_log(TERN_LOG_ERROR, "broker", "journal failed: closing every connection");
+        tern_logf(TERN_LOG_ERROR, "broker", "journal failed: closing every connection");
         b->store_failed = true;
         while (b->conns)
             broker_conn_close(b->conns, TERN_MQTT_RC_UNSPECIFIED, false);

@@ -27,13 +27,13 @@ int broker_security_init(tern_broker *b)
     else
         rc = tern_broker_acl_add_defaults(b->acl);
     if (rc != 0) {
-        tern_log(TERN_LOG_ERROR, "broker", "ACL: %s", err[0] ? err : tern_strerror(rc));
+        tern_logf(TERN_LOG_ERROR, "broker", "ACL: %s", err[0] ? err : tern_strerror(rc));
         return rc == TERN_ENOMEM ? rc : TERN_ECONFIG;
     }
     if (b->cfg.password_file) {
         rc = tern_broker_auth_load(b->cfg.password_file, &b->auth, err, sizeof err);
         if (rc != 0) {
-            tern_log(
+            tern_logf(
                 TERN_LOG_ERROR, "broker", "password file: %s", err[0] ? err : tern_strerror(rc));
             return rc == TERN_ENOMEM ? rc : TERN_ECONFIG;
         }

@@ -439,7 +439,7 @@ int broker_store_commit(tern_broker *b)
     if (!st)
         return 0;
     if (st->error) {
-        tern_log(TERN_LOG_ERROR, "broker", "journal: %s", tern_strerror(st->error));
+        tern_logf(TERN_LOG_ERROR, "broker", "journal: %s", tern_strerror(st->error));
         return st->error;
     }
     if (st->pending.len == 0)
@@ -449,7 +449,7 @@ int broker_store_commit(tern_broker *b)
         rc = -errno;
     if (rc != 0) {
         st->error = rc;
-        tern_log(
+        tern_logf(
             TERN_LOG_ERROR, "broker", "journal %s: write failed: %s", st->path, tern_strerror(rc));
         return rc;
     }
@@ -461,7 +461,7 @@ int broker_store_commit(tern_broker *b)
         rc = compact(b);
         if (rc != 0) {
             st->error = rc;
-            tern_log(TERN_LOG_ERROR, "broker", "journal compaction failed: %s", tern_strerror(rc));
+            tern_logf(TERN_LOG_ERROR, "broker", "journal compaction failed: %s", tern_strerror(rc));
         }
     }
     return rc;
@@ -792,12 +792,12 @@ static int replay_file(tern_broker *b, int fd)
     if (data.len == 0)
         goto out; /* new journal */
     if (data.len < HEADER_BYTES || memcmp(data.data, MAGIC, 8) != 0) {
-        tern_log(TERN_LOG_ERROR, "broker", "%s is not a tern broker journal", b->store->path);
+        tern_logf(TERN_LOG_ERROR, "broker", "%s is not a tern broker journal", b->store->path);
         rc = TERN_ECORRUPT;
         goto out;
     }
     if (data.data[8] != VERSION) {
-        tern_log(TERN_LOG_ERROR, "broker", "%s: journal version %u is not supported",
+        tern_logf(TERN_LOG_ERROR, "broker", "%s: journal version %u is not supported",
             b->store->path, data.data[8]);
         rc = TERN_EVERSION;
         goto out;
@@ -818,7 +818,7 @@ static int replay_file(tern_broker *b, int fd)
         tern_reader_init(&r, h + 9, len - 1);
         rc = replay_record(&rp, h[8], &r);
         if (rc == TERN_ECORRUPT) {
-            tern_log(TERN_LOG_ERROR, "broker",
+            tern_logf(TERN_LOG_ERROR, "broker",
                 "%s: record at offset %zu is inconsistent; replay stops there", b->store->path,
                 off);
             rc = 0;
@@ -830,9 +830,9 @@ static int replay_file(tern_broker *b, int fd)
         n_records++;
     }
     if (off < data.len)
-        tern_log(TERN_LOG_WARN, "broker", "%s: dropped %zu bytes of torn or corrupt tail",
+        tern_logf(TERN_LOG_WARN, "broker", "%s: dropped %zu bytes of torn or corrupt tail",
             b->store->path, data.len - off);
-    tern_log(TERN_LOG_INFO, "broker", "journal: replayed %llu records, %u sessions",
+    tern_logf(TERN_LOG_INFO, "broker", "journal: replayed %llu records, %u sessions",
         (unsigned long long)n_records, b->n_sessions);
 out:
     for (size_t i = 0; i < rp.msgs.cap; i++)
@@ -866,7 +866,7 @@ int broker_store_open(tern_broker *b, const char *data_dir)
     if ((mkdir(data_dir, 0755) != 0 && errno != EEXIST)
         || (mkdir(dir, 0700) != 0 && errno != EEXIST)) {
         rc = -errno;
-        tern_log(TERN_LOG_ERROR, "broker", "cannot create %s: %s", dir, tern_strerror(rc));
+        tern_logf(TERN_LOG_ERROR, "broker", "cannot create %s: %s", dir, tern_strerror(rc));
         tern_free(st);
         return rc;
     }
@@ -874,7 +874,7 @@ int broker_store_open(tern_broker *b, const char *data_dir)
     st->fd = open(st->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (st->dir_fd < 0 || st->fd < 0) {
         rc = -errno;
-        tern_log(TERN_LOG_ERROR, "broker", "cannot open %s: %s", st->path, tern_strerror(rc));
+        tern_logf(TERN_LOG_ERROR, "broker", "cannot open %s: %s", st->path, tern_strerror(rc));
         goto fail;
     }
     b->store = st;
@@ -885,7 +885,7 @@ int broker_store_open(tern_broker *b, const char *data_dir)
         for (broker_session *s = b->sessions[i]; s; s = s->hash_next)
             broker_session_detach(b, s);
     if ((rc = compact(b)) != 0) {
-        tern_log(TERN_LOG_ERROR, "broker", "cannot rewrite %s: %s", st->path, tern_strerror(rc));
+        tern_logf(TERN_LOG_ERROR, "broker", "cannot rewrite %s: %s", st->path, tern_strerror(rc));
         goto fail;
     }
     return 0;

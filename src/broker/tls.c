@@ -30,7 +30,7 @@ static void log_ssl_errors(const char *what)
     char msg[256];
     while ((e = ERR_get_error()) != 0) {
         ERR_error_string_n(e, msg, sizeof msg);
-        tern_log(TERN_LOG_ERROR, "broker", "%s: %s", what, msg);
+        tern_logf(TERN_LOG_ERROR, "broker", "%s: %s", what, msg);
     }
 }
 
@@ -40,7 +40,7 @@ int broker_tls_init(tern_broker *b)
     if (cfg->n_tls_listen == 0)
         return 0;
     if (!cfg->tls_cert_file || !cfg->tls_key_file) {
-        tern_log(TERN_LOG_ERROR, "broker",
+        tern_logf(TERN_LOG_ERROR, "broker",
             "TLS listeners need broker.tls_cert_file and broker.tls_key_file");
         return TERN_ECONFIG;
     }
@@ -70,7 +70,7 @@ int broker_tls_init(tern_broker *b)
             mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
         SSL_CTX_set_verify(ctx, mode, NULL);
     } else if (cfg->tls_require_certificate) {
-        tern_log(
+        tern_logf(
             TERN_LOG_ERROR, "broker", "broker.tls_require_certificate needs broker.tls_ca_file");
         goto fail;
     }

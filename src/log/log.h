@@ -52,18 +52,18 @@ typedef enum tern_log_fsync {
 typedef struct tern_log_config {
     tern_log_backend backend;
     /* embedded */
-    const char *dir;              /* data directory; the log lives in DIR (created) */
+    const char *dir; /* data directory; the log lives in DIR (created) */
     tern_log_fsync fsync;
-    uint32_t group_commit_ms;     /* TERN_LOG_FSYNC_GROUP: longest wait before an fsync */
-    uint64_t segment_bytes;       /* roll a new segment file past this size */
-    int64_t retention_ms;         /* delete whole segments older than this; 0: keep */
-    uint64_t retention_bytes;     /* per partition; delete oldest segments beyond; 0: keep */
-    uint64_t disk_budget_bytes;   /* all topics; appends beyond fail with TERN_EQUOTA; 0: none */
-    bool compress;                /* zstd record batches */
+    uint32_t group_commit_ms;   /* TERN_LOG_FSYNC_GROUP: longest wait before an fsync */
+    uint64_t segment_bytes;     /* roll a new segment file past this size */
+    int64_t retention_ms;       /* delete whole segments older than this; 0: keep */
+    uint64_t retention_bytes;   /* per partition; delete oldest segments beyond; 0: keep */
+    uint64_t disk_budget_bytes; /* all topics; appends beyond fail with TERN_EQUOTA; 0: none */
+    bool compress;              /* zstd record batches */
     /* kafka */
-    const char *kafka_brokers;    /* bootstrap list "host:port,..." */
+    const char *kafka_brokers; /* bootstrap list "host:port,..." */
     const char *kafka_client_id;
-    uint32_t kafka_linger_ms;     /* producer batching delay */
+    uint32_t kafka_linger_ms; /* producer batching delay */
 } tern_log_config;
 
 /* tern_log_config_defaults: embedded in ./tern-data/log, group commit 5 ms, 128 MiB segments,
@@ -92,6 +92,13 @@ void tern_log_close(tern_log *log);
  */
 int tern_log_create_topic(tern_log *log, const char *topic, uint32_t n_partitions);
 
+/*
+ * tern_log_list_topics sets *names to a new array of the *n topic names (sorted); release it
+ * with tern_log_free_topics. Returns 0, TERN_ENOMEM or TERN_EIO.
+ */
+int tern_log_list_topics(tern_log *log, char ***names, size_t *n);
+void tern_log_free_topics(char **names, size_t n);
+
 /* tern_log_partition_count sets *n for an existing topic, or returns TERN_ENOTFOUND. */
 int tern_log_partition_count(tern_log *log, const char *topic, uint32_t *n);
 
@@ -119,8 +126,7 @@ typedef struct tern_log_record {
  * The completion of one append: status 0 with the record's partition and offset once it is
  * durable, or a negative code (the record is not stored). Runs on the log's I/O thread.
  */
-typedef void (*tern_log_append_cb)(void *opaque, int status, uint32_t partition,
-                                   int64_t offset);
+typedef void (*tern_log_append_cb)(void *opaque, int status, uint32_t partition, int64_t offset);
 
 /*
  * tern_log_append queues rec for topic (which must exist) into partition, or, with
@@ -132,15 +138,15 @@ typedef void (*tern_log_append_cb)(void *opaque, int status, uint32_t partition,
  * TERN_EQUOTA (disk budget exhausted: refused at once); TERN_EAGAIN (too much queued, the
  * caller should push back); TERN_ECLOSED; TERN_ENOMEM.
  */
-int tern_log_append(tern_log *log, const char *topic, int32_t partition,
-                    const tern_log_record *rec, tern_log_append_cb cb, void *opaque);
+int tern_log_append(tern_log *log, const char *topic, int32_t partition, const tern_log_record *rec,
+    tern_log_append_cb cb, void *opaque);
 
 /* tern_log_flush blocks until every append made before the call has completed. */
 int tern_log_flush(tern_log *log);
 
 /* Offsets of one partition: [earliest, latest) are readable; latest is the next to be written. */
-int tern_log_offsets(tern_log *log, const char *topic, uint32_t partition, int64_t *earliest,
-                     int64_t *latest);
+int tern_log_offsets(
+    tern_log *log, const char *topic, uint32_t partition, int64_t *earliest, int64_t *latest);
 
 /* ---- consumers -------------------------------------------------------------------------- */
 
@@ -163,11 +169,11 @@ typedef struct tern_log_message {
 } tern_log_message;
 
 typedef struct tern_log_consumer_config {
-    const char *group;   /* consumer group; NULL: no group (read every partition, no commits) */
+    const char *group; /* consumer group; NULL: no group (read every partition, no commits) */
     const char *const *topics;
     size_t n_topics;
-    int64_t start;       /* where a partition without a committed offset starts:
-                            TERN_LOG_OFFSET_EARLIEST (default) or _LATEST */
+    int64_t start; /* where a partition without a committed offset starts:
+                      TERN_LOG_OFFSET_EARLIEST (default) or _LATEST */
 } tern_log_consumer_config;
 
 /*
@@ -176,8 +182,8 @@ typedef struct tern_log_consumer_config {
  * reassigned when a member joins or leaves; a member that took a partition starts at the
  * group's committed offset for it. Returns 0, TERN_ENOTFOUND (a topic), TERN_ENOMEM, TERN_EIO.
  */
-int tern_log_consumer_open(tern_log *log, const tern_log_consumer_config *cfg,
-                           tern_log_consumer **out);
+int tern_log_consumer_open(
+    tern_log *log, const tern_log_consumer_config *cfg, tern_log_consumer **out);
 
 /*
  * tern_log_consumer_poll reads up to max messages from the partitions this member owns,
@@ -186,8 +192,8 @@ int tern_log_consumer_open(tern_log *log, const tern_log_consumer_config *cfg,
  * TERN_ECORRUPT (bytes on disk fail their checksum: reading stops at the last good batch of
  * that partition and the error is reported once, with the partition, in the log).
  */
-int tern_log_consumer_poll(tern_log_consumer *c, tern_log_message *msgs, size_t max,
-                           int timeout_ms, size_t *n_out);
+int tern_log_consumer_poll(
+    tern_log_consumer *c, tern_log_message *msgs, size_t max, int timeout_ms, size_t *n_out);
 
 /*
  * tern_log_consumer_commit durably records next_offset (the offset of the next message to read,
@@ -195,8 +201,8 @@ int tern_log_consumer_poll(tern_log_consumer *c, tern_log_message *msgs, size_t 
  * member no longer owns are refused (TERN_EDENIED) so a stale member cannot rewind another's
  * progress. Returns 0, TERN_EDENIED, TERN_EINVAL (no group), TERN_EIO.
  */
-int tern_log_consumer_commit(tern_log_consumer *c, const char *topic, uint32_t partition,
-                             int64_t next_offset);
+int tern_log_consumer_commit(
+    tern_log_consumer *c, const char *topic, uint32_t partition, int64_t next_offset);
 
 /* tern_log_consumer_commit_all commits the position after the last message polled on every
  * owned partition. */
@@ -204,8 +210,8 @@ int tern_log_consumer_commit_all(tern_log_consumer *c);
 
 /* tern_log_consumer_seek moves the read position of an owned partition to an offset or to
  * TERN_LOG_OFFSET_EARLIEST / _LATEST / _COMMITTED. */
-int tern_log_consumer_seek(tern_log_consumer *c, const char *topic, uint32_t partition,
-                           int64_t offset);
+int tern_log_consumer_seek(
+    tern_log_consumer *c, const char *topic, uint32_t partition, int64_t offset);
 
 /* One owned partition, as tern_log_consumer_assignment reports it. */
 typedef struct tern_log_assignment {
@@ -214,8 +220,8 @@ typedef struct tern_log_assignment {
 } tern_log_assignment;
 
 /* tern_log_consumer_assignment copies up to max owned partitions and sets *n (total owned). */
-int tern_log_consumer_assignment(tern_log_consumer *c, tern_log_assignment *out, size_t max,
-                                 size_t *n);
+int tern_log_consumer_assignment(
+    tern_log_consumer *c, tern_log_assignment *out, size_t max, size_t *n);
 
 /* tern_log_consumer_close leaves the group (its partitions go to the other members) and frees
  * the consumer. Uncommitted progress is not committed. NULL is a no-op. */
@@ -225,10 +231,10 @@ void tern_log_consumer_close(tern_log_consumer *c);
  * tern_log_committed sets *offset to group's committed offset for topic/partition
  * (TERN_LOG_OFFSET_EARLIEST if none), and tern_log_lag sets *lag = latest - committed.
  */
-int tern_log_committed(tern_log *log, const char *group, const char *topic, uint32_t partition,
-                       int64_t *offset);
-int tern_log_lag(tern_log *log, const char *group, const char *topic, uint32_t partition,
-                 int64_t *lag);
+int tern_log_committed(
+    tern_log *log, const char *group, const char *topic, uint32_t partition, int64_t *offset);
+int tern_log_lag(
+    tern_log *log, const char *group, const char *topic, uint32_t partition, int64_t *lag);
 
 /* Counters for the metrics registry. */
 typedef struct tern_log_stats {

@@ -20,25 +20,27 @@ typedef struct tern_log_ops {
     void (*close)(tern_log *log);
     int (*create_topic)(tern_log *log, const char *topic, uint32_t n_partitions);
     int (*partition_count)(tern_log *log, const char *topic, uint32_t *n);
-    int (*append)(tern_log *log, const char *topic, int32_t partition,
-                  const tern_log_record *rec, tern_log_append_cb cb, void *opaque);
+    int (*append)(tern_log *log, const char *topic, int32_t partition, const tern_log_record *rec,
+        tern_log_append_cb cb, void *opaque);
     int (*flush)(tern_log *log);
-    int (*offsets)(tern_log *log, const char *topic, uint32_t partition, int64_t *earliest,
-                   int64_t *latest);
-    int (*consumer_open)(tern_log *log, const tern_log_consumer_config *cfg,
-                         tern_log_consumer **out);
-    int (*consumer_poll)(tern_log_consumer *c, tern_log_message *msgs, size_t max,
-                         int timeout_ms, size_t *n_out);
-    int (*consumer_commit)(tern_log_consumer *c, const char *topic, uint32_t partition,
-                           int64_t next_offset);
+    int (*offsets)(
+        tern_log *log, const char *topic, uint32_t partition, int64_t *earliest, int64_t *latest);
+    int (*consumer_open)(
+        tern_log *log, const tern_log_consumer_config *cfg, tern_log_consumer **out);
+    int (*consumer_poll)(
+        tern_log_consumer *c, tern_log_message *msgs, size_t max, int timeout_ms, size_t *n_out);
+    int (*consumer_commit)(
+        tern_log_consumer *c, const char *topic, uint32_t partition, int64_t next_offset);
     int (*consumer_commit_all)(tern_log_consumer *c);
-    int (*consumer_seek)(tern_log_consumer *c, const char *topic, uint32_t partition,
-                         int64_t offset);
-    int (*consumer_assignment)(tern_log_consumer *c, tern_log_assignment *out, size_t max,
-                               size_t *n);
+    int (*consumer_seek)(
+        tern_log_consumer *c, const char *topic, uint32_t partition, int64_t offset);
+    int (*consumer_assignment)(
+        tern_log_consumer *c, tern_log_assignment *out, size_t max, size_t *n);
     void (*consumer_close)(tern_log_consumer *c);
-    int (*committed)(tern_log *log, const char *group, const char *topic, uint32_t partition,
-                     int64_t *offset);
+    int (*committed)(
+        tern_log *log, const char *group, const char *topic, uint32_t partition, int64_t *offset);
+    /* Names of every topic, each allocated with tern_malloc, in an array from tern_malloc. */
+    int (*list_topics)(tern_log *log, char ***names, size_t *n);
 } tern_log_ops;
 
 /* Counters every backend bumps (atomics: appends come from any thread). */

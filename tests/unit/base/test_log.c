@@ -58,7 +58,7 @@ static int teardown(void **state)
 static void test_format(void **state)
 {
     (void)state;
-    tern_log(TERN_LOG_WARN, "mqtt", "client '%s' sent %d bad bytes", "dev-1", 3);
+    tern_logf(TERN_LOG_WARN, "mqtt", "client '%s' sent %d bad bytes", "dev-1", 3);
     assert_int_equal(n_lines, 1);
     assert_string_equal(
         lines[0], "2023-11-14T22:13:20.123Z warn mqtt: client 'dev-1' sent 3 bad bytes\n");
@@ -79,7 +79,7 @@ static void test_levels(void **state)
     (void)state;
     assert_true(tern_log_enabled(TERN_LOG_INFO));
     assert_false(tern_log_enabled(TERN_LOG_DEBUG));
-    tern_log(TERN_LOG_DEBUG, "x", "hidden");
+    tern_logf(TERN_LOG_DEBUG, "x", "hidden");
     TERN_LOG(TERN_LOG_DEBUG, "x", "hidden %d", side_effect());
     assert_int_equal(n_lines, 0);
     assert_int_equal(evaluated, 0); /* arguments not evaluated when disabled */
@@ -88,7 +88,7 @@ static void test_levels(void **state)
     assert_int_equal(n_lines, 1);
     assert_non_null(strstr(lines[0], " debug x: shown 1\n"));
     tern_log_set_level(TERN_LOG_ERROR);
-    tern_log(TERN_LOG_WARN, "x", "hidden");
+    tern_logf(TERN_LOG_WARN, "x", "hidden");
     assert_int_equal(n_lines, 1);
     assert_int_equal(tern_log_get_level(), TERN_LOG_ERROR);
 
@@ -105,7 +105,7 @@ static void test_levels(void **state)
 static void test_escaping_and_truncation(void **state)
 {
     (void)state;
-    tern_log(TERN_LOG_INFO, "mqtt", "topic '%s'", "a\nfake 2023 error line\r\x01\x7f");
+    tern_logf(TERN_LOG_INFO, "mqtt", "topic '%s'", "a\nfake 2023 error line\r\x01\x7f");
     assert_int_equal(n_lines, 1);
     assert_non_null(strstr(lines[0], "topic 'a\\x0afake 2023 error line\\x0d\\x01\\x7f'\n"));
     assert_ptr_equal(strchr(lines[0], '\n'), lines[0] + strlen(lines[0]) - 1);
@@ -113,7 +113,7 @@ static void test_escaping_and_truncation(void **state)
     char big[5000];
     memset(big, 'A', sizeof big - 1);
     big[sizeof big - 1] = '\0';
-    tern_log(TERN_LOG_INFO, "m", "%s", big);
+    tern_logf(TERN_LOG_INFO, "m", "%s", big);
     size_t len = strlen(lines[1]);
     assert_true(len < TERN_LOG_MAX_MESSAGE + 100);
     assert_string_equal(lines[1] + len - 4, "...\n");
@@ -121,7 +121,7 @@ static void test_escaping_and_truncation(void **state)
     /* Escapes that would cross the limit are cut whole, not split. */
     memset(big, '\n', 2000);
     big[2000] = '\0';
-    tern_log(TERN_LOG_INFO, "m", "%s", big);
+    tern_logf(TERN_LOG_INFO, "m", "%s", big);
     len = strlen(lines[2]);
     assert_string_equal(lines[2] + len - 4, "...\n");
     assert_true(lines[2][len - 5] == 'a'); /* the last whole "\x0a" */
@@ -180,7 +180,7 @@ static void test_file_output(void **state)
     FILE *f = tmpfile();
     assert_non_null(f);
     tern_log_set_file(f);
-    tern_log(TERN_LOG_INFO, "api", "listening on %d", 8080);
+    tern_logf(TERN_LOG_INFO, "api", "listening on %d", 8080);
     tern_log_set_file(NULL);
     rewind(f);
     char buf[256] = "";
@@ -194,7 +194,7 @@ static void *log_many(void *arg)
 {
     (void)arg;
     for (int i = 0; i < 500; i++)
-        tern_log(TERN_LOG_INFO, "t", "line %d of a thread", i);
+        tern_logf(TERN_LOG_INFO, "t", "line %d of a thread", i);
     return NULL;
 }
 
