@@ -26,7 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char tern_cmd_log_summary[] = "inspect the durable log: topics, offsets and lag, tail records";
+const char tern_cmd_log_summary[]
+    = "inspect the durable log: topics, offsets and lag, tail records";
 
 static volatile sig_atomic_t stop_requested;
 
@@ -39,12 +40,12 @@ static void on_sigint(int sig)
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: tern log topics  [--data DIR] [--config FILE] [--set log.KEY=VALUE]...\n"
-            "       tern log offsets --topic T [--group G] [--data DIR] ...\n"
-            "       tern log tail    --topic T [--from earliest|latest|OFFSET] [--count N]\n"
-            "                        [--follow] [--data DIR] ...\n"
-            "The log is DATA/log (--data, default ./tern-data) unless log.dir or\n"
-            "log.backend=kafka with log.kafka_brokers say otherwise (docs/log.md).\n");
+        "usage: tern log topics  [--data DIR] [--config FILE] [--set log.KEY=VALUE]...\n"
+        "       tern log offsets --topic T [--group G] [--data DIR] ...\n"
+        "       tern log tail    --topic T [--from earliest|latest|OFFSET] [--count N]\n"
+        "                        [--follow] [--data DIR] ...\n"
+        "The log is DATA/log (--data, default ./tern-data) unless log.dir or\n"
+        "log.backend=kafka with log.kafka_brokers say otherwise (docs/log.md).\n");
 }
 
 static void json_string(tern_buf *out, const uint8_t *p, size_t n)
@@ -59,7 +60,7 @@ static void json_string(tern_buf *out, const uint8_t *p, size_t n)
             if (i + 2 < n)
                 v |= p[i + 2];
             char q[4] = { b64[(v >> 18) & 63], b64[(v >> 12) & 63],
-                          i + 1 < n ? b64[(v >> 6) & 63] : '=', i + 2 < n ? b64[v & 63] : '=' };
+                i + 1 < n ? b64[(v >> 6) & 63] : '=', i + 2 < n ? b64[v & 63] : '=' };
             tern_buf_append(out, q, 4);
         }
         tern_buf_append_str(out, "\"}");
@@ -83,9 +84,10 @@ static void json_string(tern_buf *out, const uint8_t *p, size_t n)
 static void print_message(tern_buf *out, const tern_log_message *m)
 {
     tern_buf_reset(out);
-    tern_buf_printf(out, "{\"topic\":\"%s\",\"partition\":%" PRIu32 ",\"offset\":%" PRId64
-                         ",\"ts\":%" PRId64 ",\"key\":",
-                    m->topic, m->partition, m->offset, m->ts_ms);
+    tern_buf_printf(out,
+        "{\"topic\":\"%s\",\"partition\":%" PRIu32 ",\"offset\":%" PRId64 ",\"ts\":%" PRId64
+        ",\"key\":",
+        m->topic, m->partition, m->offset, m->ts_ms);
     if (m->key)
         json_string(out, m->key, m->key_len);
     else
@@ -201,7 +203,8 @@ static int cmd_tail(tern_log *log, const opts *o)
         }
     }
     const char *topics[1] = { o->topic };
-    tern_log_consumer_config cc = { .group = NULL, .topics = topics, .n_topics = 1, .start = start };
+    tern_log_consumer_config cc
+        = { .group = NULL, .topics = topics, .n_topics = 1, .start = start };
     tern_log_consumer *c;
     int rc = tern_log_consumer_open(log, &cc, &c);
     if (rc != 0) {
@@ -309,7 +312,8 @@ int tern_cmd_log(int argc, char **argv)
     int rc = tern_log_open(&lc, &log);
     if (rc != 0) {
         fprintf(stderr, "tern log: cannot open %s: %s\n",
-                lc.backend == TERN_LOG_KAFKA ? lc.kafka_brokers : dir, tern_strerror(rc));
+            lc.backend == TERN_LOG_KAFKA ? lc.kafka_brokers : dir,
+            rc == -EWOULDBLOCK ? "in use by another process (stop it first)" : tern_strerror(rc));
         status = 1;
         goto out;
     }

@@ -32,10 +32,12 @@
 #include "base/hash.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <time.h>
 #include <unistd.h>
 #include <zstd.h>
@@ -98,6 +100,7 @@ typedef struct emb_log {
     atomic_bool kicked;
     atomic_bool closing;
     pthread_t io_thread;
+    int lock_fd; /* DIR/lock, held with flock(LOCK_EX) while open: one process per log */
     _Atomic uint64_t pending_bytes;
     _Atomic uint64_t disk_bytes;
     emb_inflight *inflight; /* I/O thread only */
@@ -1448,6 +1451,8 @@ static int load_groups(emb_log *L)
 
 static void log_free(emb_log *L)
 {
+    if (L->lock_fd > 0)
+        close(L->lock_fd); /* releases the flock */
     for (size_t i = 0; i < L->n_topics; i++)
         topic_free(L->topics[i]);
     tern_free(L->topics);
@@ -1507,8 +1512,22 @@ static int e_open(const tern_log_config *cfg, tern_log **out)
         goto fail;
     if (cfg->compress && !(L->zctx = ZSTD_createCCtx()))
         goto fail;
-    if ((rc = mkdir_p(L->dir)) != 0 || (rc = tern_log__mkdir(L->topics_dir)) != 0
-        || (rc = tern_log__mkdir(L->groups_dir)) != 0)
+    if ((rc = mkdir_p(L->dir)) != 0)
+        goto fail;
+    /* One process at a time: recovery truncates torn tails, which would cut into batches
+     * another live process is writing. A second opener gets -EWOULDBLOCK at once. */
+    char *lock_path = tern_log__path(L->dir, "lock");
+    if (!lock_path) {
+        rc = TERN_ENOMEM;
+        goto fail;
+    }
+    L->lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    tern_free(lock_path);
+    if (L->lock_fd < 0 || flock(L->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        rc = -errno;
+        goto fail;
+    }
+    if ((rc = tern_log__mkdir(L->topics_dir)) != 0 || (rc = tern_log__mkdir(L->groups_dir)) != 0)
         goto fail;
     if ((rc = load_topics(L)) != 0 || (rc = load_groups(L)) != 0)
         goto fail;
