@@ -1,6 +1,6 @@
 /*
- * kafka_diag.c: log lines of the Kafka backend through base/log.h (see kafka_diag.h for why
- * this is a file of its own).
+ * kafka_diag.c: the Kafka backend's log lines through base/log.h, with one shared rate limiter
+ * (kafka_diag.h).
  */
 #include "log/kafka_diag.h"
 
@@ -30,8 +30,8 @@ void tern_log__kafka_say(tern_log__kafka_level level, bool limited, const char *
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
     if (n_suppressed)
-        tern_logf((tern_log_level)level, "log", "kafka: %s (%llu similar messages suppressed)", line,
-            (unsigned long long)n_suppressed);
+        tern_logf((tern_log_level)level, "log", "kafka: %s (%llu similar messages suppressed)",
+            line, (unsigned long long)n_suppressed);
     else
         tern_logf((tern_log_level)level, "log", "kafka: %s", line);
 }

@@ -1,10 +1,10 @@
 /*
  * kafka_diag.h: log lines for the Kafka backend (log_kafka.c).
  *
- * base/log.h declares the function tern_log() while log/log.h declares the type tern_log, so
- * log_kafka.c cannot include base/log.h: kafka_diag.c includes only base/log.h and writes the
- * lines for it (module "log", prefix "kafka: "). Warnings and errors that a broken cluster can
- * repeat share one rate limiter (20 lines per 5 s). Thread-safe (librdkafka's threads call it).
+ * One entry point for every line the backend writes (module "log", prefix "kafka: "), so that
+ * the warnings and errors a broken cluster repeats share one rate limiter (20 lines per 5 s)
+ * across the backend and librdkafka's own log callback. Thread-safe (librdkafka's threads call
+ * it).
  */
 #ifndef TERN_LOG_KAFKA_DIAG_H
 #define TERN_LOG_KAFKA_DIAG_H
