@@ -32,7 +32,7 @@ bool tern_log__valid_topic(const char *topic)
     for (size_t i = 0; i < n; i++) {
         char ch = topic[i];
         bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9')
-                  || ch == '.' || ch == '_' || ch == '-';
+            || ch == '.' || ch == '_' || ch == '-';
         if (!ok)
             return false;
     }
@@ -104,8 +104,8 @@ int tern_log_partition_count(tern_log *log, const char *topic, uint32_t *n)
     return log->ops->partition_count(log, topic, n);
 }
 
-int tern_log_append(tern_log *log, const char *topic, int32_t partition,
-                    const tern_log_record *rec, tern_log_append_cb cb, void *opaque)
+int tern_log_append(tern_log *log, const char *topic, int32_t partition, const tern_log_record *rec,
+    tern_log_append_cb cb, void *opaque)
 {
     if (!tern_log__valid_topic(topic) || !rec || rec->value_len > (16u << 20)
         || rec->key_len > (16u << 20) || (rec->value_len && !rec->value)
@@ -124,16 +124,16 @@ int tern_log_flush(tern_log *log)
     return log->ops->flush(log);
 }
 
-int tern_log_offsets(tern_log *log, const char *topic, uint32_t partition, int64_t *earliest,
-                     int64_t *latest)
+int tern_log_offsets(
+    tern_log *log, const char *topic, uint32_t partition, int64_t *earliest, int64_t *latest)
 {
     if (!tern_log__valid_topic(topic))
         return TERN_EINVAL;
     return log->ops->offsets(log, topic, partition, earliest, latest);
 }
 
-int tern_log_consumer_open(tern_log *log, const tern_log_consumer_config *cfg,
-                           tern_log_consumer **out)
+int tern_log_consumer_open(
+    tern_log *log, const tern_log_consumer_config *cfg, tern_log_consumer **out)
 {
     if (!cfg || !out || cfg->n_topics == 0)
         return TERN_EINVAL;
@@ -146,16 +146,16 @@ int tern_log_consumer_open(tern_log *log, const tern_log_consumer_config *cfg,
     return log->ops->consumer_open(log, cfg, out);
 }
 
-int tern_log_consumer_poll(tern_log_consumer *c, tern_log_message *msgs, size_t max,
-                           int timeout_ms, size_t *n_out)
+int tern_log_consumer_poll(
+    tern_log_consumer *c, tern_log_message *msgs, size_t max, int timeout_ms, size_t *n_out)
 {
     if (!msgs || !n_out || max == 0)
         return TERN_EINVAL;
     return c->log->ops->consumer_poll(c, msgs, max, timeout_ms, n_out);
 }
 
-int tern_log_consumer_commit(tern_log_consumer *c, const char *topic, uint32_t partition,
-                             int64_t next_offset)
+int tern_log_consumer_commit(
+    tern_log_consumer *c, const char *topic, uint32_t partition, int64_t next_offset)
 {
     if (!tern_log__valid_topic(topic) || next_offset < 0)
         return TERN_EINVAL;
@@ -167,16 +167,16 @@ int tern_log_consumer_commit_all(tern_log_consumer *c)
     return c->log->ops->consumer_commit_all(c);
 }
 
-int tern_log_consumer_seek(tern_log_consumer *c, const char *topic, uint32_t partition,
-                           int64_t offset)
+int tern_log_consumer_seek(
+    tern_log_consumer *c, const char *topic, uint32_t partition, int64_t offset)
 {
     if (!tern_log__valid_topic(topic) || offset < TERN_LOG_OFFSET_COMMITTED)
         return TERN_EINVAL;
     return c->log->ops->consumer_seek(c, topic, partition, offset);
 }
 
-int tern_log_consumer_assignment(tern_log_consumer *c, tern_log_assignment *out, size_t max,
-                                 size_t *n)
+int tern_log_consumer_assignment(
+    tern_log_consumer *c, tern_log_assignment *out, size_t max, size_t *n)
 {
     if (!n || (max && !out))
         return TERN_EINVAL;
@@ -189,16 +189,16 @@ void tern_log_consumer_close(tern_log_consumer *c)
         c->log->ops->consumer_close(c);
 }
 
-int tern_log_committed(tern_log *log, const char *group, const char *topic, uint32_t partition,
-                       int64_t *offset)
+int tern_log_committed(
+    tern_log *log, const char *group, const char *topic, uint32_t partition, int64_t *offset)
 {
     if (!group || !group[0] || !tern_log__valid_topic(topic) || !offset)
         return TERN_EINVAL;
     return log->ops->committed(log, group, topic, partition, offset);
 }
 
-int tern_log_lag(tern_log *log, const char *group, const char *topic, uint32_t partition,
-                 int64_t *lag)
+int tern_log_lag(
+    tern_log *log, const char *group, const char *topic, uint32_t partition, int64_t *lag)
 {
     int64_t committed, earliest, latest;
     int rc = tern_log_committed(log, group, topic, partition, &committed);
