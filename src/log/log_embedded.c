@@ -1371,7 +1371,7 @@ static int load_topics(emb_log *L)
             rc = TERN_ENOMEM;
             break;
         }
-        uint32_t np;
+        uint32_t np = 0;
         rc = read_meta(dir, &np);
         tern_free(dir);
         if (rc == -ENOENT || rc == -ENOTDIR) {

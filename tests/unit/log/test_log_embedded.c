@@ -403,14 +403,14 @@ static void test_segment_roll_and_index_every_offset(void **state)
         if (k == 0) {
             unlink(p);
         } else if (k == 1) {
-            size_t len;
+            size_t len = 0;
             unsigned char *b = read_file(p, &len);
             for (size_t i = 8; i < len; i++)
                 b[i] = (unsigned char)(b[i] * 31 + 7);
             write_file(p, b, len);
             free(b);
         } else if (k == 2) {
-            size_t len;
+            size_t len = 0;
             unsigned char *b = read_file(p, &len);
             write_file(p, b, len > 12 ? len - 3 : len);
             free(b);

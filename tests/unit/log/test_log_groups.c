@@ -220,7 +220,7 @@ static void test_commits_survive_reopen(void **state)
     /* a damaged offsets file: the group starts over (counted), the open still works */
     char p[600];
     snprintf(p, sizeof p, "%s/groups/keep", dir);
-    size_t len;
+    size_t len = 0;
     unsigned char *b = read_file(p, &len);
     assert_non_null(b);
     b[len / 2] ^= 0xff;

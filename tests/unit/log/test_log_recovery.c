@@ -88,7 +88,7 @@ static void torn_tail_every_cut(bool compress)
     seg_path(seg, sizeof seg, dir, "t", 0, 0, ".log");
     seg_path(idx, sizeof idx, dir, "t", 0, 0, ".index");
     seg_path(tidx, sizeof tidx, dir, "t", 0, 0, ".timeindex");
-    size_t len;
+    size_t len = 0;
     unsigned char *image = read_file(seg, &len);
     assert_non_null(image);
     size_t starts[8];
@@ -146,7 +146,7 @@ static void test_zero_filled_tail_dropped(void **state)
     write_batches(false, 1u << 20, sizes, 2);
     char seg[600];
     seg_path(seg, sizeof seg, dir, "t", 0, 0, ".log");
-    size_t len;
+    size_t len = 0;
     unsigned char *image = read_file(seg, &len);
     unsigned char *big = calloc(1, len + 5000);
     memcpy(big, image, len);
@@ -166,7 +166,7 @@ static void test_zero_filled_tail_dropped(void **state)
 /* flip one byte of the active segment at pos and reopen */
 static tern_log *flip_and_open(const char *seg, size_t pos, unsigned char mask, size_t *len_out)
 {
-    size_t len;
+    size_t len = 0;
     unsigned char *image = read_file(seg, &len);
     assert_non_null(image);
     image[pos] ^= mask;
@@ -183,7 +183,7 @@ static void test_flipped_byte_in_middle_stops_reads(void **state)
     write_batches(false, 1u << 20, sizes, 5);
     char seg[600];
     seg_path(seg, sizeof seg, dir, "t", 0, 0, ".log");
-    size_t len;
+    size_t len = 0;
     unsigned char *image = read_file(seg, &len);
     size_t starts[8];
     batch_starts(image, len, starts, 8);
@@ -247,7 +247,7 @@ static void test_flipped_length_field_in_middle(void **state)
     write_batches(false, 1u << 20, sizes, 5);
     char seg[600];
     seg_path(seg, sizeof seg, dir, "t", 0, 0, ".log");
-    size_t len;
+    size_t len = 0;
     unsigned char *image = read_file(seg, &len);
     size_t starts[8];
     batch_starts(image, len, starts, 8);
@@ -274,7 +274,7 @@ static void test_flipped_byte_in_closed_segment(void **state)
     write_batches(false, 4096, sizes, 40);
     char seg[600];
     seg_path(seg, sizeof seg, dir, "t", 0, 0, ".log");
-    size_t len;
+    size_t len = 0;
     unsigned char *image = read_file(seg, &len);
     size_t starts[64];
     size_t nb = batch_starts(image, len, starts, 64);
