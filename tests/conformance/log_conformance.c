@@ -328,6 +328,44 @@ static void drain(tern_log_consumer *c, expect *e, const char *who)
     CHECK(extra == 0, "%s: more messages than appended", who);
 }
 
+/* poll_one polls c for at most one message (bounded wait) and checks it against e (take). */
+static void poll_one(tern_log_consumer *c, expect *e, const char *who)
+{
+    uint64_t deadline = now_ms() + DEADLINE_MS;
+    for (;;) {
+        tern_log_message m;
+        size_t n = 99;
+        RC(tern_log_consumer_poll(c, &m, 1, 200, &n), 0);
+        CHECK(n <= 1, "%s: poll of at most 1 set n = %zu", who, n);
+        if (n == 1) {
+            CHECK(strcmp(m.topic, e->topic) == 0, "%s: message of topic %s", who, m.topic);
+            take(e, NULL, &m, who);
+            return;
+        }
+        char buf[256];
+        describe(e, buf, sizeof buf);
+        CHECK(
+            now_ms() < deadline, "%s: no message after %d ms (next/end:%s)", who, DEADLINE_MS, buf);
+    }
+}
+
+/* commit_all_checked runs commit_all on c and checks that the group's committed offset of every
+ * partition of e is now exactly the position after the last message taken from it. */
+static void commit_all_checked(
+    tern_log *log, tern_log_consumer *c, const char *group, const expect *e, const char *who)
+{
+    RC(tern_log_consumer_commit_all(c), 0);
+    for (uint32_t p = 0; p < e->n_partitions; p++) {
+        int64_t off = -7;
+        RC(tern_log_committed(log, group, e->topic, p, &off), 0);
+        int64_t want = e->next[p] > 0 ? e->next[p] : TERN_LOG_OFFSET_EARLIEST;
+        CHECK(off == want,
+            "%s: after commit_all, %s/%" PRIu32 " committed %" PRId64 ", want %" PRId64 " (%zu "
+            "read in all)",
+            who, e->topic, p, off, want, e->n_read);
+    }
+}
+
 /* owned lists c's assignment into mask (for topic) and returns how many partitions it owns. */
 static size_t owned(tern_log_consumer *c, const char *topic, bool *mask, uint32_t n_partitions)
 {
@@ -421,7 +459,7 @@ int main(int argc, char **argv)
     printf("# log conformance: backend %s\n", o.backend);
 
     char topic[128], nokey[128], pair[128], missing[128], g1[128], g2[128], g3[128], g4[128];
-    char never[128];
+    char never[128], trickle[128], g5[128];
     snprintf(topic, sizeof topic, "%s-main", o.prefix);
     snprintf(nokey, sizeof nokey, "%s-nokey", o.prefix);
     snprintf(pair, sizeof pair, "%s-pair", o.prefix);
@@ -431,6 +469,8 @@ int main(int argc, char **argv)
     snprintf(g3, sizeof g3, "%s-g3", o.prefix);
     snprintf(g4, sizeof g4, "%s-g4", o.prefix);
     snprintf(never, sizeof never, "%s-never", o.prefix);
+    snprintf(trickle, sizeof trickle, "%s-trickle", o.prefix);
+    snprintf(g5, sizeof g5, "%s-g5", o.prefix);
     const uint32_t np = 4;
     uint32_t n = 0;
 
@@ -884,6 +924,68 @@ int main(int argc, char **argv)
             CHECK(lag == 0, "partition %" PRIu32 ": lag %" PRId64 " after commit_all", p, lag);
         }
         tern_log_consumer_close(b);
+    }
+    pass();
+
+    begin("a one-at-a-time poller behind a busy producer: commit_all keeps up with every "
+          "partition, every record is read exactly once");
+    {
+        /* The peak-shaving shape: records keep arriving faster than the consumer reads them, most
+         * on one hot partition; the consumer polls one message at a time and commits every few.
+         * Each commit_all must move every partition's committed offset to the position after its
+         * last message, however far the fetcher has read ahead. */
+        const uint32_t hot = 2;
+        const size_t waves = 8, per_wave = 40, commit_every = 10;
+        RC(tern_log_create_topic(log, trickle, np), 0);
+        int64_t trickle_count[MAX_PARTITIONS] = { 0 };
+        expect_init(&e, trickle, np, NULL, trickle_count);
+        c = consumer(log, g5, trickle, TERN_LOG_OFFSET_EARLIEST);
+        size_t since_commit = 0;
+        for (size_t w = 0; w < waves; w++) {
+            size_t first = g_n_sent;
+            for (size_t i = 0; i < per_wave; i++) {
+                uint32_t p = i % 8 != 0 ? hot : (uint32_t)((w + i / 8) % np);
+                append(log, trickle, (int32_t)p, "trickle", 12 + i % 7,
+                    ts0 + 30000 + (int64_t)(w * per_wave + i), i % 3 == 0);
+            }
+            RC(tern_log_flush(log), 0);
+            for (size_t i = first; i < g_n_sent; i++) {
+                completed(&g_sent[i]);
+                CHECK(g_sent[i].offset == trickle_count[g_sent[i].partition],
+                    "offset %" PRId64 ", want %" PRId64, g_sent[i].offset,
+                    trickle_count[g_sent[i].partition]);
+                trickle_count[g_sent[i].partition]++;
+                e.end[g_sent[i].partition] = trickle_count[g_sent[i].partition];
+            }
+            /* read only half of the backlog: the consumer falls behind wave after wave */
+            int64_t backlog = 0;
+            for (uint32_t p = 0; p < np; p++)
+                backlog += e.end[p] - e.next[p];
+            for (int64_t k = 0; k < backlog / 2; k++) {
+                poll_one(c, &e, "one-at-a-time poller");
+                if (++since_commit == commit_every) {
+                    commit_all_checked(log, c, g5, &e, "one-at-a-time poller");
+                    since_commit = 0;
+                }
+            }
+        }
+        while (!reached(&e)) { /* the producer stopped: the consumer drains the backlog */
+            poll_one(c, &e, "one-at-a-time poller");
+            if (++since_commit == commit_every) {
+                commit_all_checked(log, c, g5, &e, "one-at-a-time poller");
+                since_commit = 0;
+            }
+        }
+        CHECK(poll_into(c, &e, NULL, 300, "one-at-a-time poller") == 0, "read too much");
+        commit_all_checked(log, c, g5, &e, "one-at-a-time poller, drained");
+        for (uint32_t p = 0; p < np; p++) {
+            int64_t lag = -7;
+            RC(tern_log_lag(log, g5, trickle, p, &lag), 0);
+            CHECK(lag == 0, "partition %" PRIu32 ": lag %" PRId64 " after draining", p, lag);
+        }
+        CHECK(
+            e.n_read == waves * per_wave, "read %zu records, want %zu", e.n_read, waves * per_wave);
+        tern_log_consumer_close(c);
     }
     pass();
 
