@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 /* Accepted per listener wake-up, so a flood of SYNs cannot starve established clients. */
-#define MAX_ACCEPTS_PER_WAKE 16
+#define MAX_ACCEPTS_PER_WAKE 64
 #define EMFILE_BACKOFF_MS 100
 
 static const char *const default_listen[] = { "0.0.0.0:1883" };
