@@ -34,7 +34,7 @@ struct broker_auth_worker {
     pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t wake;
-    auth_job *todo_head, *todo_tail;
+    auth_job *queue_head, *queue_tail;
     auth_job *done;
     bool stop;
     int event_fd;
@@ -56,14 +56,14 @@ static void *worker_main(void *arg)
     broker_auth_worker *w = arg;
     pthread_mutex_lock(&w->lock);
     for (;;) {
-        while (!w->todo_head && !w->stop)
+        while (!w->queue_head && !w->stop)
             pthread_cond_wait(&w->wake, &w->lock);
         if (w->stop)
             break;
-        auth_job *j = w->todo_head;
-        w->todo_head = j->next;
-        if (!w->todo_head)
-            w->todo_tail = NULL;
+        auth_job *j = w->queue_head;
+        w->queue_head = j->next;
+        if (!w->queue_head)
+            w->queue_tail = NULL;
         pthread_mutex_unlock(&w->lock);
         j->result = tern_broker_auth_verify(w->broker->auth, j->username, j->username_len,
             j->has_password ? j->password : NULL, j->password_len);
@@ -161,7 +161,7 @@ void broker_auth_worker_stop(tern_broker *b)
     tern_loop_io_stop(&w->io);
     close(w->event_fd);
     /* Jobs not started or not yet collected: their connections are released here. */
-    auth_job *lists[2] = { w->todo_head, w->done };
+    auth_job *lists[2] = { w->queue_head, w->done };
     for (int i = 0; i < 2; i++) {
         auth_job *j = lists[i];
         while (j) {
@@ -199,11 +199,11 @@ int broker_auth_worker_submit(tern_broker *b, broker_conn *c, const tern_mqtt_co
         memcpy(j->password, p->password.p, j->password_len);
     c->n_pending++;
     pthread_mutex_lock(&w->lock);
-    if (w->todo_tail)
-        w->todo_tail->next = j;
+    if (w->queue_tail)
+        w->queue_tail->next = j;
     else
-        w->todo_head = j;
-    w->todo_tail = j;
+        w->queue_head = j;
+    w->queue_tail = j;
     pthread_cond_signal(&w->wake);
     pthread_mutex_unlock(&w->lock);
     return 0;

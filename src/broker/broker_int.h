@@ -254,7 +254,8 @@ void broker_session_free_all(tern_broker *b);
 /* Incoming QoS 2 ids between PUBREC and PUBREL (journaled for persistent sessions). */
 bool broker_session_qos2_has(const broker_session *s, uint16_t id);
 int broker_session_qos2_set(broker_session *s, uint16_t id, bool on);
-/* Journal replay: rebuild the out list without sending anything. */
+/* broker_session_restore_out appends a queued message to s's out list (no send, no journal):
+ * used by delivery and by journal replay. NULL on ENOMEM. */
 broker_out *broker_session_restore_out(broker_session *s, broker_msg *m, uint8_t qos, bool retain,
     const uint32_t *sub_ids, uint32_t n_sub_ids);
 void broker_session_restore_out_state(

@@ -386,26 +386,11 @@ void broker_session_deliver(tern_broker *b, broker_session *s, broker_msg *m, ui
             TERN_LOG_WARN, "broker", "session '%s': queue full, message dropped", s->client_id);
         return;
     }
-    broker_out *o = tern_calloc(1, sizeof *o);
+    broker_out *o = broker_session_restore_out(s, m, qos, retain, sub_ids, n_sub_ids);
     if (!o) {
         b->stats.dropped_queue_full++;
         return;
     }
-    broker_msg_ref(m);
-    o->msg = m;
-    o->qos = qos;
-    o->retain = retain;
-    o->state = OUT_QUEUED;
-    o->n_sub_ids = n_sub_ids > 4 ? 4 : n_sub_ids;
-    for (uint32_t i = 0; i < o->n_sub_ids; i++)
-        o->sub_ids[i] = sub_ids[i];
-    o->prev = s->out_tail;
-    if (s->out_tail)
-        s->out_tail->next = o;
-    else
-        s->out_head = o;
-    s->out_tail = o;
-    s->n_queued++;
     broker_store_out(b, s, o);
     if (online)
         broker_session_pump(b, s);
