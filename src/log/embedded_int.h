@@ -184,6 +184,8 @@ int tern_log__part_write(tern_emb_part *p, const uint8_t *batch, const tern_emb_
     uint64_t segment_bytes, tern_emb_seg **seg_out, uint64_t *pos_out);
 
 /* tern_log__part_sync fdatasyncs the active segment. */
+/* tern_log__part_start_writeback starts (does not wait for) writeback of a written range. */
+void tern_log__part_start_writeback(tern_emb_seg *seg, uint64_t pos, uint64_t len);
 int tern_log__part_sync(tern_emb_part *p, tern_emb_seg *seg);
 
 /* tern_log__part_commit makes a written and synced batch visible: durable size, indexes, high

@@ -708,6 +708,12 @@ int tern_log__part_write(tern_emb_part *p, const uint8_t *batch, const tern_emb_
     return 0;
 }
 
+void tern_log__part_start_writeback(tern_emb_seg *seg, uint64_t pos, uint64_t len)
+{
+    /* Advisory: a failure here only loses the overlap; fdatasync still decides durability. */
+    (void)sync_file_range(seg->fd, (off_t)pos, (off_t)len, SYNC_FILE_RANGE_WRITE);
+}
+
 int tern_log__part_sync(tern_emb_part *p, tern_emb_seg *seg)
 {
     (void)p;
