@@ -324,15 +324,15 @@ void tern_broker_trie_destroy(
     /* Topics can be deep and levels wide, the stack is small: keep a work list threaded
      * through the parent pointers of the nodes still to free. */
     n->parent = NULL;
-    tern_trie_node *todo = n;
-    while (todo) {
-        tern_trie_node *cur = todo;
-        todo = cur->parent;
+    tern_trie_node *walk = n;
+    while (walk) {
+        tern_trie_node *cur = walk;
+        walk = cur->parent;
         size_t cursor = 0;
         tern_trie_node *k;
         while ((k = tern_broker_trie_next_kid(cur, &cursor)) != NULL) {
-            k->parent = todo;
-            todo = k;
+            k->parent = walk;
+            walk = k;
         }
         if (cur->payload && on_payload)
             on_payload(ctx, cur);
