@@ -140,16 +140,6 @@ static int add_user(tern_broker_acl *acl, const char *user, size_t len, acl_sect
     return 0;
 }
 
-/* Split off the next level of s[pos..len): sets *level_len, returns the next pos (len + 1 at
- * the end). */
-static size_t next_level(const char *s, size_t len, size_t pos, size_t *level_len)
-{
-    const char *slash = memchr(s + pos, '/', len - pos);
-    size_t end = slash ? (size_t)(slash - s) : len;
-    *level_len = end - pos;
-    return end + 1;
-}
-
 /* A well-formed filter: non-empty, wildcards whole levels, '#' last, no NUL. */
 static bool valid_filter(const char *f, size_t len, bool wildcards_ok)
 {
@@ -157,7 +147,7 @@ static bool valid_filter(const char *f, size_t len, bool wildcards_ok)
         return false;
     for (size_t pos = 0; pos <= len;) {
         size_t ll;
-        size_t next = next_level(f, len, pos, &ll);
+        size_t next = tern_broker_topic_next_level(f, len, pos, &ll);
         const char *lv = f + pos;
         for (size_t i = 0; i < ll; i++) {
             if (lv[i] == '+' || lv[i] == '#') {
@@ -186,10 +176,10 @@ static bool covers(const char *r, size_t rl, const char *s, size_t sl)
         if (r_end)
             return s_end;
         size_t rll, sll = 0;
-        size_t rnext = next_level(r, rl, rp, &rll);
+        size_t rnext = tern_broker_topic_next_level(r, rl, rp, &rll);
         const char *rv = r + rp;
         const char *sv = s_end ? NULL : s + sp;
-        size_t snext = s_end ? sp : next_level(s, sl, sp, &sll);
+        size_t snext = s_end ? sp : tern_broker_topic_next_level(s, sl, sp, &sll);
         if (is_level(rv, rll, '#')) {
             /* "#" matches the rest, the parent level included, but at the first level not a
              * topic starting with '$'. */
@@ -204,7 +194,7 @@ static bool covers(const char *r, size_t rl, const char *s, size_t sl)
              * has zero levels). */
             if (first && is_level(rv, rll, '+') && rnext <= rl) {
                 size_t l2;
-                size_t after = next_level(r, rl, rnext, &l2);
+                size_t after = tern_broker_topic_next_level(r, rl, rnext, &l2);
                 return is_level(r + rnext, l2, '#') && after > rl;
             }
             return false;
@@ -234,8 +224,8 @@ static bool intersects(const char *d, size_t dl, const char *s, size_t sl)
         size_t dll = 0, sll = 0;
         const char *dv = d + (d_end ? 0 : dp);
         const char *sv = s + (s_end ? 0 : sp);
-        size_t dnext = d_end ? dp : next_level(d, dl, dp, &dll);
-        size_t snext = s_end ? sp : next_level(s, sl, sp, &sll);
+        size_t dnext = d_end ? dp : tern_broker_topic_next_level(d, dl, dp, &dll);
+        size_t snext = s_end ? sp : tern_broker_topic_next_level(s, sl, sp, &sll);
         if (d_end)
             return is_level(sv, sll, '#'); /* "a/#" matches "a" */
         if (s_end)

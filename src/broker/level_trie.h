@@ -18,6 +18,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* The longest topic MQTT can carry is 65535 bytes, so a level length fits in 16 bits. */
 #define TERN_TRIE_LEVEL_MAX 65535u
@@ -39,6 +40,20 @@ typedef struct tern_trie_node {
     uint8_t flags;
     char level[];
 } tern_trie_node;
+
+/*
+ * tern_broker_topic_next_level splits off the level of s[pos..len) that starts at pos: sets
+ * *level_len and returns where the next level starts (len + 1 after the last one). Shared by
+ * every file of the broker that walks topics and filters level by level.
+ */
+static inline size_t tern_broker_topic_next_level(
+    const char *s, size_t len, size_t pos, size_t *level_len)
+{
+    const char *slash = memchr(s + pos, '/', len - pos);
+    size_t end = slash ? (size_t)(slash - s) : len;
+    *level_len = end - pos;
+    return end + 1;
+}
 
 /* tern_broker_trie_hash hashes one level's bytes. */
 uint32_t tern_broker_trie_hash(const char *level, size_t len);

@@ -58,14 +58,6 @@ void tern_broker_retained_free(tern_broker_retained *r)
     tern_free(r);
 }
 
-static size_t next_level(const char *s, size_t len, size_t pos, size_t *level_len)
-{
-    const char *slash = memchr(s + pos, '/', len - pos);
-    size_t end = slash ? (size_t)(slash - s) : len;
-    *level_len = end - pos;
-    return end + 1;
-}
-
 static int check_topic(const char *topic, size_t len)
 {
     if (len == 0 || memchr(topic, '+', len) || memchr(topic, '#', len))
@@ -73,7 +65,7 @@ static int check_topic(const char *topic, size_t len)
     size_t n_levels = 0;
     for (size_t pos = 0; pos <= len;) {
         size_t ll;
-        pos = next_level(topic, len, pos, &ll);
+        pos = tern_broker_topic_next_level(topic, len, pos, &ll);
         if (ll > TERN_TRIE_LEVEL_MAX || ++n_levels > TERN_TOPIC_MAX_LEVELS)
             return TERN_EINVAL;
     }
@@ -85,7 +77,7 @@ static tern_trie_node *find_topic(const tern_broker_retained *r, const char *top
     tern_trie_node *n = r->root;
     for (size_t pos = 0; n && pos <= len;) {
         size_t ll;
-        size_t next = next_level(topic, len, pos, &ll);
+        size_t next = tern_broker_topic_next_level(topic, len, pos, &ll);
         n = tern_broker_trie_find(n, topic + pos, ll, tern_broker_trie_hash(topic + pos, ll));
         pos = next;
     }
@@ -116,7 +108,7 @@ int tern_broker_retained_set(
     tern_trie_node *n = r->root;
     for (size_t pos = 0; pos <= topic_len;) {
         size_t ll;
-        size_t next = next_level(topic, topic_len, pos, &ll);
+        size_t next = tern_broker_topic_next_level(topic, topic_len, pos, &ll);
         rc = tern_broker_trie_find_or_add(n, topic + pos, ll, &n, &r->mem_bytes);
         if (rc) {
             if (!n->payload)
@@ -171,7 +163,7 @@ static int match_from(const tern_trie_node *n, const char *f, size_t len, size_t
     if (pos > len)
         return n->payload ? cb(ctx, n->payload) : 0;
     size_t ll;
-    size_t next = next_level(f, len, pos, &ll);
+    size_t next = tern_broker_topic_next_level(f, len, pos, &ll);
     const char *lv = f + pos;
     bool root = n->parent == NULL;
     if (ll == 1 && lv[0] == '#') {
@@ -209,7 +201,7 @@ int tern_broker_retained_match(const tern_broker_retained *r, const char *filter
     size_t n_levels = 0;
     for (size_t pos = 0; pos <= filter_len;) {
         size_t ll;
-        size_t next = next_level(filter, filter_len, pos, &ll);
+        size_t next = tern_broker_topic_next_level(filter, filter_len, pos, &ll);
         const char *lv = filter + pos;
         if (++n_levels > TERN_TOPIC_MAX_LEVELS + 1)
             return 0;

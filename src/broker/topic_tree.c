@@ -116,16 +116,6 @@ void tern_topic_tree_free(tern_topic_tree *t)
     tern_free(t);
 }
 
-/* Split off the next level of s[pos..len): sets *level_len, returns the next pos (len + 1 at
- * the end). */
-static size_t next_level(const char *s, size_t len, size_t pos, size_t *level_len)
-{
-    const char *slash = memchr(s + pos, '/', len - pos);
-    size_t end = slash ? (size_t)(slash - s) : len;
-    *level_len = end - pos;
-    return end + 1;
-}
-
 /* Parse a SUBSCRIBE filter: sets the plain filter and the share group (NULL when plain). */
 static int parse_filter(const char *f, size_t len, const char **filter, size_t *filter_len,
     const char **group, size_t *group_len)
@@ -151,7 +141,7 @@ static int parse_filter(const char *f, size_t len, const char **filter, size_t *
     size_t n_levels = 0;
     for (size_t pos = 0; pos <= len;) {
         size_t ll;
-        size_t next = next_level(f, len, pos, &ll);
+        size_t next = tern_broker_topic_next_level(f, len, pos, &ll);
         const char *lv = f + pos;
         if (ll > TERN_TRIE_LEVEL_MAX || ++n_levels > TERN_TOPIC_MAX_LEVELS)
             return TERN_EINVAL;
@@ -174,7 +164,7 @@ static tern_trie_node *find_node(const tern_topic_tree *t, const char *f, size_t
     tern_trie_node *n = t->root;
     for (size_t pos = 0; n && pos <= len;) {
         size_t ll;
-        size_t next = next_level(f, len, pos, &ll);
+        size_t next = tern_broker_topic_next_level(f, len, pos, &ll);
         n = tern_broker_trie_find(n, f + pos, ll, tern_broker_trie_hash(f + pos, ll));
         pos = next;
     }
@@ -268,7 +258,7 @@ int tern_topic_tree_add(tern_topic_tree *t, const char *filter, size_t filter_le
     tern_trie_node *n = t->root;
     for (size_t pos = 0; pos <= flen;) {
         size_t ll;
-        size_t next = next_level(f, flen, pos, &ll);
+        size_t next = tern_broker_topic_next_level(f, flen, pos, &ll);
         rc = tern_broker_trie_find_or_add(n, f + pos, ll, &n, &t->mem_bytes);
         if (rc)
             goto fail;
@@ -463,7 +453,7 @@ static void match_from(const tern_trie_node *n, const char *topic, size_t len, s
         return;
     }
     size_t ll;
-    size_t next = next_level(topic, len, pos, &ll);
+    size_t next = tern_broker_topic_next_level(topic, len, pos, &ll);
     const char *lv = topic + pos;
     bool wild_literal = ll == 1 && (lv[0] == '+' || lv[0] == '#');
     if (!wild_literal) {

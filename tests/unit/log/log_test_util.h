@@ -257,4 +257,22 @@ static inline size_t batch_starts(const unsigned char *b, size_t len, size_t *po
     return n;
 }
 
+/* Every test runs in a fresh folder `dir`, made by setup and removed by teardown. */
+static char *dir;
+
+static inline int setup(void **state)
+{
+    (void)state;
+    dir = tmpdir_make();
+    return dir ? 0 : -1;
+}
+
+static inline int teardown(void **state)
+{
+    (void)state;
+    rm_rf(dir);
+    free(dir);
+    return 0;
+}
+
 #endif

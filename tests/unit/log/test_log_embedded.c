@@ -19,23 +19,6 @@
 #include <dirent.h>
 #include <stdatomic.h>
 
-static char *dir;
-
-static int setup(void **state)
-{
-    (void)state;
-    dir = tmpdir_make();
-    return dir ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    rm_rf(dir);
-    free(dir);
-    return 0;
-}
-
 static void round_trip(bool compress)
 {
     tern_log *log = open_log(dir, compress, 1u << 20);

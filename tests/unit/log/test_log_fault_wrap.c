@@ -88,23 +88,6 @@ int __wrap_fdatasync(int fd)
     return __real_fdatasync(fd);
 }
 
-static char *dir;
-
-static int setup(void **state)
-{
-    (void)state;
-    dir = tmpdir_make();
-    return dir ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    rm_rf(dir);
-    free(dir);
-    return 0;
-}
-
 /* append_round appends n records tagged from tag, flushes, and returns the completions. */
 static void append_round(tern_log *log, acks *a, ack_ctx *ctx, int *tag, int n)
 {

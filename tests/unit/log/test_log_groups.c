@@ -12,23 +12,6 @@
 
 #include "log_test_util.h"
 
-static char *dir;
-
-static int setup(void **state)
-{
-    (void)state;
-    dir = tmpdir_make();
-    return dir ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    rm_rf(dir);
-    free(dir);
-    return 0;
-}
-
 enum { PER_PARTITION = 25 };
 
 static tern_log *open_filled(void)

@@ -13,23 +13,6 @@
 
 #include "log_test_util.h"
 
-static char *dir;
-
-static int setup(void **state)
-{
-    (void)state;
-    dir = tmpdir_make();
-    return dir ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    rm_rf(dir);
-    free(dir);
-    return 0;
-}
-
 static int value_of(char *v, size_t n, int64_t offset)
 {
     return snprintf(v, n, "value-%06lld-%0*d", (long long)offset, (int)(10 + offset % 40), 7);
