@@ -12,6 +12,8 @@
 #include "base/config.h"
 #include "broker/broker_config.h"
 #include "log/log_config.h"
+#include "tsdb/tsdb_config.h"
+#include "api/api_config.h"
 #include "base/error.h"
 
 #include <stdio.h>
@@ -27,6 +29,8 @@ static const tern_config_schema *const schemas[] = {
     tern_config_schema_core,
     tern_broker_config_schema,
     tern_log_config_schema,
+    tern_tsdb_config_schema,
+    tern_api_config_schema,
     NULL,
 };
 

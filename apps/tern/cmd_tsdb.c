@@ -1,0 +1,158 @@
+/*
+ * cmd_tsdb.c: `tern tsdb`: the time-series store with its HTTP face, on its own (until
+ * `tern serve` runs every stage in one process).
+ *
+ *   tern tsdb [--data DIR] [--http HOST:PORT] [--config FILE] [--set KEY=VALUE]...
+ *
+ * Accepts InfluxDB line protocol at /write and /api/v2/write and answers queries
+ * (docs/tsdb.md). A write is answered once durable. SIGINT/SIGTERM: stop, flush the head into
+ * blocks, exit. Logs "ready" with the address once it listens.
+ */
+#include "tern/commands.h"
+
+#include "api/api_config.h"
+#include "api/api_tsdb.h"
+#include "api/http.h"
+#include "base/alloc.h"
+#include "base/config.h"
+#include "base/error.h"
+#include "base/log.h"
+#include "loop/loop.h"
+#include "tsdb/tsdb.h"
+#include "tsdb/tsdb_config.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+const char tern_cmd_tsdb_summary[] = "run the time-series store with its HTTP API";
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+        "usage: tern tsdb [--data DIR] [--http HOST:PORT] [--config FILE] [--set KEY=VALUE]...\n"
+        "Every [tsdb] and [http] key (docs/tsdb.md) can be set with --set.\n");
+}
+
+static void on_signal(tern_loop_signal *sig, int signum)
+{
+    tern_logf(TERN_LOG_INFO, "tsdb", "signal %d: shutting down", signum);
+    tern_loop_stop(sig->data);
+}
+
+int tern_cmd_tsdb(int argc, char **argv)
+{
+    char *owned[8] = { 0 };
+    int n_owned = 0, n = 0, status = 1;
+    char **args = tern_calloc((size_t)argc * 2 + 1, sizeof(*args));
+    tern_config *cfg = NULL;
+    tern_loop *loop = NULL;
+    tern_http_server *srv = NULL;
+    tern_api_tsdb *api = NULL;
+    tern_tsdb *db = NULL;
+    if (!args)
+        return 1;
+    args[n++] = argv[0];
+    for (int i = 1; i < argc; i++) {
+        const char *key = NULL;
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            tern_free(args);
+            return 0;
+        } else if (strcmp(argv[i], "--data") == 0 && i + 1 < argc) {
+            key = "data.dir";
+        } else if (strcmp(argv[i], "--http") == 0 && i + 1 < argc) {
+            key = "http.listen";
+        }
+        if (!key || n_owned == 8) {
+            args[n++] = argv[i];
+            continue;
+        }
+        size_t l = strlen(key) + strlen(argv[i + 1]) + 2;
+        owned[n_owned] = tern_malloc(l);
+        if (!owned[n_owned])
+            goto out;
+        snprintf(owned[n_owned], l, "%s=%s", key, argv[++i]);
+        args[n++] = "--set";
+        args[n++] = owned[n_owned++];
+    }
+    if (tern_config_create(&cfg) != 0 || tern_config_add_schema(cfg, tern_config_schema_core) != 0
+        || tern_config_add_schema(cfg, tern_tsdb_config_schema) != 0
+        || tern_config_add_schema(cfg, tern_api_config_schema) != 0)
+        goto out;
+    if (tern_config_parse_args(cfg, &n, args) != 0) {
+        fprintf(stderr, "tern tsdb: %s\n", tern_config_error(cfg));
+        status = 2;
+        goto out;
+    }
+    if (n > 1) {
+        fprintf(stderr, "tern tsdb: unexpected argument '%s'\n", args[1]);
+        usage(stderr);
+        status = 2;
+        goto out;
+    }
+    tern_log_level level;
+    if (tern_log_level_parse(tern_config_get_string(cfg, "logging.level"), &level) == 0)
+        tern_log_set_level(level);
+    tern_tsdb_options o;
+    char dir[4096], err[512];
+    if (tern_tsdb_config_load(cfg, &o, dir, sizeof dir, err, sizeof err) != 0) {
+        fprintf(stderr, "tern tsdb: %s\n", err);
+        status = 2;
+        goto out;
+    }
+    o.background = true;
+    /* The signals are blocked (signalfd) before the store starts its threads, which inherit
+     * the mask: otherwise SIGTERM could land on one of them and kill the process unflushed. */
+    if (tern_loop_new(&loop) != 0)
+        goto out;
+    tern_loop_signal sigint, sigterm;
+    tern_loop_signal_init(loop, &sigint, on_signal, loop);
+    tern_loop_signal_init(loop, &sigterm, on_signal, loop);
+    if (tern_loop_signal_start(&sigint, SIGINT) != 0
+        || tern_loop_signal_start(&sigterm, SIGTERM) != 0)
+        goto out;
+    signal(SIGPIPE, SIG_IGN);
+
+    (void)mkdir(tern_config_get_string(cfg, "data.dir"), 0755);
+    int rc = tern_tsdb_open(&o, &db, err, sizeof err);
+    if (rc) {
+        fprintf(stderr, "tern tsdb: %s\n", err);
+        goto out;
+    }
+    tern_http_config hc;
+    const char *listen = tern_api_config_load(cfg, &hc);
+    if (tern_http_server_new(loop, &hc, &srv) != 0)
+        goto out;
+    rc = tern_api_tsdb_new(loop, srv, db, tern_config_get_string(cfg, "tsdb.device_tag"), &api);
+    if (rc == 0)
+        rc = tern_http_listen(srv, listen);
+    if (rc) {
+        fprintf(stderr, "tern tsdb: cannot listen on %s: %s\n", listen, tern_strerror(rc));
+        goto out;
+    }
+    uint16_t port = 0;
+    tern_http_port(srv, &port);
+    tern_logf(TERN_LOG_INFO, "tsdb", "ready http=%s port=%u data=%s", listen, port, dir);
+    rc = tern_loop_run(loop);
+    status = rc == 0 ? 0 : 1;
+out:
+    /* The store first: closing the WAL answers every pending durability callback, whose
+     * answers the loop then runs before the server goes. */
+    if (db) {
+        rc = tern_tsdb_close(db, true);
+        if (rc)
+            fprintf(stderr, "tern tsdb: closing the store: %s\n", tern_strerror(rc));
+    }
+    if (loop)
+        (void)tern_loop_run_once(loop, 0);
+    tern_http_server_free(srv);
+    tern_api_tsdb_free(api);
+    tern_loop_free(loop);
+    tern_config_destroy(cfg);
+    for (int i = 0; i < n_owned; i++)
+        tern_free(owned[i]);
+    tern_free(args);
+    return status;
+}

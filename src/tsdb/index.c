@@ -1,0 +1,457 @@
+/*
+ * index.c: the TSDB's in-memory index: metrics (interned names), devices (name -> record holding
+ * its tags and its series), series (device, metric) by id. Hash maps are open addressing over
+ * ids, keyed by the name the id points at, so a name is stored once. Caller holds db->mu.
+ */
+#include "base/alloc.h"
+#include "base/error.h"
+#include "base/hash.h"
+#include "tsdb/tsdb_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+uint64_t tsdb_name_hash(const char *s, size_t len)
+{
+    return tern_hash64(s, len, 0x7465726e74736462ull);
+}
+
+typedef const char *(*name_of_fn)(const tern_tsdb *db, uint32_t id, uint32_t *len);
+
+static const char *device_name_of(const tern_tsdb *db, uint32_t id, uint32_t *len)
+{
+    *len = db->devices[id]->name_len;
+    return db->devices[id]->name;
+}
+
+static const char *metric_name_of(const tern_tsdb *db, uint32_t id, uint32_t *len)
+{
+    *len = db->metrics[id].len;
+    return db->metrics[id].name;
+}
+
+static long map_find(
+    const tern_tsdb *db, const tsdb_name_map *m, name_of_fn name_of, const char *name, size_t len)
+{
+    if (m->cap == 0)
+        return -1;
+    uint32_t mask = m->cap - 1;
+    for (uint32_t i = (uint32_t)tsdb_name_hash(name, len) & mask;; i = (i + 1) & mask) {
+        uint32_t slot = m->slots[i];
+        if (slot == 0)
+            return -1;
+        uint32_t nl;
+        const char *n = name_of(db, slot - 1, &nl);
+        if (nl == len && memcmp(n, name, len) == 0)
+            return (long)(slot - 1);
+    }
+}
+
+static void map_put_nogrow(const tern_tsdb *db, tsdb_name_map *m, name_of_fn name_of, uint32_t id)
+{
+    uint32_t nl;
+    const char *n = name_of(db, id, &nl);
+    uint32_t mask = m->cap - 1;
+    uint32_t i = (uint32_t)tsdb_name_hash(n, nl) & mask;
+    while (m->slots[i] != 0)
+        i = (i + 1) & mask;
+    m->slots[i] = id + 1;
+    m->used++;
+}
+
+static int map_put(const tern_tsdb *db, tsdb_name_map *m, name_of_fn name_of, uint32_t id)
+{
+    if ((uint64_t)(m->used + 1) * 4 > (uint64_t)m->cap * 3) {
+        uint32_t ncap = m->cap ? m->cap * 2 : 64;
+        uint32_t *old = m->slots;
+        uint32_t ocap = m->cap;
+        uint32_t *slots = tern_calloc(ncap, sizeof(*slots));
+        if (!slots)
+            return TERN_ENOMEM;
+        m->slots = slots;
+        m->cap = ncap;
+        m->used = 0;
+        for (uint32_t i = 0; i < ocap; i++)
+            if (old[i])
+                map_put_nogrow(db, m, name_of, old[i] - 1);
+        tern_free(old);
+    }
+    map_put_nogrow(db, m, name_of, id);
+    return 0;
+}
+
+static int grow(void **arr, uint32_t *cap, uint32_t need, size_t item)
+{
+    if (need <= *cap)
+        return 0;
+    uint32_t ncap = *cap ? *cap : 16;
+    while (ncap < need)
+        ncap *= 2;
+    void *p = tern_realloc(*arr, (size_t)ncap * item);
+    if (!p)
+        return TERN_ENOMEM;
+    memset((char *)p + (size_t)*cap * item, 0, (size_t)(ncap - *cap) * item);
+    *arr = p;
+    *cap = ncap;
+    return 0;
+}
+
+int tsdb_device_create_id(tern_tsdb *db, uint32_t id, const char *name, size_t len)
+{
+    if (len == 0 || len > 65535)
+        return TERN_EINVAL;
+    if (id < db->n_devices && db->devices[id])
+        return TERN_EEXIST;
+    if (map_find(db, &db->device_map, device_name_of, name, len) >= 0)
+        return TERN_EEXIST;
+    int rc = grow((void **)&db->devices, &db->cap_devices, id + 1, sizeof(*db->devices));
+    if (rc)
+        return rc;
+    tsdb_device *d = tern_calloc(1, sizeof(*d));
+    if (!d)
+        return TERN_ENOMEM;
+    d->name = tern_strndup(name, len);
+    if (!d->name) {
+        tern_free(d);
+        return TERN_ENOMEM;
+    }
+    d->name_len = (uint32_t)len;
+    d->id = id;
+    db->devices[id] = d;
+    if (id >= db->n_devices)
+        db->n_devices = id + 1;
+    rc = map_put(db, &db->device_map, device_name_of, id);
+    if (rc) {
+        db->devices[id] = NULL;
+        tern_free(d->name);
+        tern_free(d);
+        return rc;
+    }
+    db->stats.devices++;
+    return 0;
+}
+
+int tsdb_device_get(tern_tsdb *db, const char *name, size_t len, bool create, tsdb_device **out)
+{
+    long id = map_find(db, &db->device_map, device_name_of, name, len);
+    if (id >= 0) {
+        *out = db->devices[id];
+        return 0;
+    }
+    if (!create)
+        return TERN_ENOTFOUND;
+    uint32_t nid = db->n_devices;
+    int rc = tsdb_device_create_id(db, nid, name, len);
+    if (rc)
+        return rc;
+    *out = db->devices[nid];
+    return 0;
+}
+
+int tsdb_device_set_tags(tern_tsdb *db, tsdb_device *d, const char *tags, size_t len, bool *changed)
+{
+    (void)db;
+    *changed = false;
+    if (len == 0) {
+        return 0; /* absent tags never erase stored ones */
+    }
+    if (d->tags && strlen(d->tags) == len && memcmp(d->tags, tags, len) == 0)
+        return 0;
+    char *t = tern_strndup(tags, len);
+    if (!t)
+        return TERN_ENOMEM;
+    tern_free(d->tags);
+    d->tags = t;
+    *changed = true;
+    return 0;
+}
+
+int tsdb_metric_create_id(tern_tsdb *db, uint32_t id, const char *name, size_t len)
+{
+    if (len == 0 || len > 65535)
+        return TERN_EINVAL;
+    if (id < db->n_metrics && db->metrics[id].name)
+        return TERN_EEXIST;
+    if (map_find(db, &db->metric_map, metric_name_of, name, len) >= 0)
+        return TERN_EEXIST;
+    int rc = grow((void **)&db->metrics, &db->cap_metrics, id + 1, sizeof(*db->metrics));
+    if (rc)
+        return rc;
+    char *n = tern_strndup(name, len);
+    if (!n)
+        return TERN_ENOMEM;
+    db->metrics[id].name = n;
+    db->metrics[id].len = (uint32_t)len;
+    if (id >= db->n_metrics)
+        db->n_metrics = id + 1;
+    rc = map_put(db, &db->metric_map, metric_name_of, id);
+    if (rc) {
+        db->metrics[id].name = NULL;
+        tern_free(n);
+    }
+    return rc;
+}
+
+int tsdb_metric_get(tern_tsdb *db, const char *name, size_t len, bool create, uint32_t *out)
+{
+    long id = map_find(db, &db->metric_map, metric_name_of, name, len);
+    if (id >= 0) {
+        *out = (uint32_t)id;
+        return 0;
+    }
+    if (!create)
+        return TERN_ENOTFOUND;
+    uint32_t nid = db->n_metrics;
+    int rc = tsdb_metric_create_id(db, nid, name, len);
+    if (rc == 0)
+        *out = nid;
+    return rc;
+}
+
+static int metric_cmp(const tern_tsdb *db, uint32_t a, uint32_t b)
+{
+    const tsdb_metric *ma = &db->metrics[a], *mb = &db->metrics[b];
+    size_t n = ma->len < mb->len ? ma->len : mb->len;
+    int c = memcmp(ma->name, mb->name, n);
+    if (c)
+        return c;
+    return (ma->len > mb->len) - (ma->len < mb->len);
+}
+
+/* Position of metric in d's series (sorted by metric name); *found when present. */
+static uint32_t device_series_pos(
+    const tern_tsdb *db, const tsdb_device *d, uint32_t metric, bool *found)
+{
+    /* Most devices have tens of series: comparing ids is cheaper than comparing names. The
+     * binary search by name (the sort order) then only runs to place a new series. */
+    if (d->n_series <= 64) {
+        for (uint32_t i = 0; i < d->n_series; i++)
+            if (db->series[d->series[i]]->metric == metric) {
+                *found = true;
+                return i;
+            }
+    }
+    uint32_t lo = 0, hi = d->n_series;
+    while (lo < hi) {
+        uint32_t mid = (lo + hi) / 2;
+        uint32_t m = db->series[d->series[mid]]->metric;
+        if (m == metric) {
+            *found = true;
+            return mid;
+        }
+        if (metric_cmp(db, m, metric) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = false;
+    return lo;
+}
+
+int tsdb_series_create_id(
+    tern_tsdb *db, uint32_t id, uint32_t device, uint32_t metric, uint8_t kind)
+{
+    if (device >= db->n_devices || !db->devices[device] || metric >= db->n_metrics
+        || !db->metrics[metric].name || (kind != TERN_VALUE_F64 && kind != TERN_VALUE_I64))
+        return TERN_EINVAL;
+    if (id < db->n_series && db->series[id])
+        return TERN_EEXIST;
+    tsdb_device *d = db->devices[device];
+    bool found;
+    uint32_t pos = device_series_pos(db, d, metric, &found);
+    if (found)
+        return TERN_EEXIST;
+    int rc = grow((void **)&db->series, &db->cap_series, id + 1, sizeof(*db->series));
+    if (!rc)
+        rc = grow((void **)&d->series, &d->cap_series, d->n_series + 1, sizeof(*d->series));
+    if (rc)
+        return rc;
+    tsdb_series *s = tern_calloc(1, sizeof(*s));
+    if (!s)
+        return TERN_ENOMEM;
+    s->id = id;
+    s->device = device;
+    s->metric = metric;
+    s->kind = kind;
+    s->last_ts = INT64_MIN;
+    db->series[id] = s;
+    if (id >= db->n_series)
+        db->n_series = id + 1;
+    memmove(&d->series[pos + 1], &d->series[pos], (size_t)(d->n_series - pos) * sizeof(*d->series));
+    d->series[pos] = id;
+    d->n_series++;
+    db->stats.series++;
+    return 0;
+}
+
+int tsdb_series_get(
+    tern_tsdb *db, tsdb_device *d, uint32_t metric, uint8_t kind, bool create, tsdb_series **out)
+{
+    bool found;
+    uint32_t pos = device_series_pos(db, d, metric, &found);
+    if (found) {
+        tsdb_series *s = db->series[d->series[pos]];
+        if (kind != 0 && s->kind != kind)
+            return TERN_EINVAL;
+        *out = s;
+        return 0;
+    }
+    if (!create)
+        return TERN_ENOTFOUND;
+    if (db->opt.max_series && !db->replaying && db->stats.series >= db->opt.max_series)
+        return TERN_EQUOTA;
+    uint32_t id = db->n_series;
+    int rc = tsdb_series_create_id(db, id, d->id, metric, kind);
+    if (rc)
+        return rc;
+    *out = db->series[id];
+    return 0;
+}
+
+int tsdb_device_name_cmp(const void *a, const void *b, void *db_arg)
+{
+    const tern_tsdb *db = db_arg;
+    const tsdb_device *x = db->devices[*(const uint32_t *)a];
+    const tsdb_device *y = db->devices[*(const uint32_t *)b];
+    size_t n = x->name_len < y->name_len ? x->name_len : y->name_len;
+    int c = memcmp(x->name, y->name, n);
+    return c ? c : (x->name_len > y->name_len) - (x->name_len < y->name_len);
+}
+
+void tsdb_index_free(tern_tsdb *db)
+{
+    for (uint32_t i = 0; i < db->n_series; i++)
+        if (db->series[i])
+            tsdb_series_free(db->series[i]);
+    tern_free(db->series);
+    for (uint32_t i = 0; i < db->n_devices; i++) {
+        tsdb_device *d = db->devices[i];
+        if (!d)
+            continue;
+        tern_free(d->name);
+        tern_free(d->tags);
+        tern_free(d->series);
+        tern_free(d);
+    }
+    tern_free(db->devices);
+    for (uint32_t i = 0; i < db->n_metrics; i++)
+        tern_free(db->metrics[i].name);
+    tern_free(db->metrics);
+    tern_free(db->device_map.slots);
+    tern_free(db->metric_map.slots);
+}
+
+/* ---- tags: "k=v,k=v" ---- */
+
+typedef struct tag_span {
+    const char *p;
+    size_t len;    /* whole "k=v" */
+    size_t keylen; /* up to '=' */
+} tag_span;
+
+static int tag_span_cmp(const void *a, const void *b)
+{
+    const tag_span *x = a, *y = b;
+    size_t n = x->keylen < y->keylen ? x->keylen : y->keylen;
+    int c = memcmp(x->p, y->p, n);
+    if (c)
+        return c;
+    return (x->keylen > y->keylen) - (x->keylen < y->keylen);
+}
+
+int tsdb_canonical_tags(const char *tags, size_t len, tern_buf *out)
+{
+    tern_buf_reset(out);
+    if (len == 0)
+        return tern_buf_append_u8(out, 0) == 0 ? (out->len = 0, 0) : TERN_ENOMEM;
+    size_t n = 1;
+    for (size_t i = 0; i < len; i++)
+        n += tags[i] == ',';
+    tag_span stack_spans[32];
+    tag_span *spans = n <= 32 ? stack_spans : tern_malloc(n * sizeof(*spans));
+    if (!spans)
+        return TERN_ENOMEM;
+    size_t k = 0, start = 0;
+    int rc = 0;
+    for (size_t i = 0; i <= len; i++) {
+        if (i < len && tags[i] != ',')
+            continue;
+        const char *p = tags + start;
+        size_t l = i - start;
+        const char *eq = memchr(p, '=', l);
+        if (l == 0 || !eq || eq == p) {
+            rc = TERN_EINVAL;
+            break;
+        }
+        spans[k].p = p;
+        spans[k].len = l;
+        spans[k].keylen = (size_t)(eq - p);
+        k++;
+        start = i + 1;
+    }
+    if (rc == 0) {
+        qsort(spans, k, sizeof(*spans), tag_span_cmp);
+        for (size_t i = 0; i < k && rc == 0; i++) {
+            if (i && tag_span_cmp(&spans[i - 1], &spans[i]) == 0) {
+                /* duplicate key: the later one (after a stable sort, undefined) - refuse */
+                rc = TERN_EINVAL;
+                break;
+            }
+            if (i)
+                rc = tern_buf_append_u8(out, ',');
+            if (!rc)
+                rc = tern_buf_append(out, spans[i].p, spans[i].len);
+        }
+        if (!rc)
+            rc = tern_buf_append_u8(out, 0);
+        if (!rc)
+            out->len--;
+    }
+    if (spans != stack_spans)
+        tern_free(spans);
+    return rc;
+}
+
+const char *tsdb_tag_value(const char *tags, const char *key, size_t *len)
+{
+    if (!tags)
+        return NULL;
+    size_t kl = strlen(key);
+    const char *p = tags;
+    while (*p) {
+        const char *end = strchr(p, ',');
+        if (!end)
+            end = p + strlen(p);
+        if ((size_t)(end - p) > kl && memcmp(p, key, kl) == 0 && p[kl] == '=') {
+            *len = (size_t)(end - p) - kl - 1;
+            return p + kl + 1;
+        }
+        p = *end ? end + 1 : end;
+    }
+    return NULL;
+}
+
+bool tsdb_tags_match(const char *tags, const char *filter)
+{
+    if (!filter || !*filter)
+        return true;
+    const char *p = filter;
+    char key[256];
+    while (*p) {
+        const char *end = strchr(p, ',');
+        if (!end)
+            end = p + strlen(p);
+        const char *eq = memchr(p, '=', (size_t)(end - p));
+        if (!eq || (size_t)(eq - p) >= sizeof(key))
+            return false;
+        memcpy(key, p, (size_t)(eq - p));
+        key[eq - p] = 0;
+        size_t vl;
+        const char *v = tsdb_tag_value(tags, key, &vl);
+        size_t want = (size_t)(end - eq - 1);
+        if (!v || vl != want || memcmp(v, eq + 1, vl) != 0)
+            return false;
+        p = *end ? end + 1 : end;
+    }
+    return true;
+}

@@ -1,0 +1,696 @@
+/*
+ * query.c: answering queries. For each selected device: copy its head points and take a
+ * snapshot of the blocks under one hold of the lock (so a concurrent cut can neither hide nor
+ * double a point), then, without the lock, decode the blocks overlapping the range in sequence
+ * order and merge (newer wins), head last. Points then go out raw, or into step buckets
+ * (avg, min, max, sum, count, last, p95 computed exactly from the points), per series or per
+ * (group value, metric) across series.
+ */
+#include "base/alloc.h"
+#include "base/error.h"
+#include "tsdb/tsdb_int.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_BUCKETS (1u << 20)
+
+static const char *const agg_names[] = { "avg", "min", "max", "sum", "count", "last", "p95" };
+#define N_AGGS (sizeof(agg_names) / sizeof(agg_names[0]))
+
+int tern_tsdb_agg_parse(const char *s, unsigned *mask, char *err, size_t err_cap)
+{
+    *mask = 0;
+    const char *p = s;
+    while (p && *p) {
+        const char *e = strchr(p, ',');
+        size_t l = e ? (size_t)(e - p) : strlen(p);
+        size_t i;
+        for (i = 0; i < N_AGGS; i++)
+            if (strlen(agg_names[i]) == l && memcmp(agg_names[i], p, l) == 0)
+                break;
+        if (i == N_AGGS) {
+            if (err)
+                snprintf(err, err_cap,
+                    "unknown aggregate '%.*s' (one of avg, min, max, sum, count, last, p95)",
+                    (int)l, p);
+            return TERN_EINVAL;
+        }
+        *mask |= 1u << i;
+        p = e ? e + 1 : NULL;
+    }
+    return 0;
+}
+
+const char *tern_tsdb_agg_name(unsigned one_bit)
+{
+    for (unsigned i = 0; i < N_AGGS; i++)
+        if (one_bit == 1u << i)
+            return agg_names[i];
+    return "?";
+}
+
+/* ---- accumulators ---- */
+
+typedef struct acc {
+    uint64_t count;
+    double sum, min, max, last;
+    int64_t last_ts;
+    double *vals; /* p95 only */
+    size_t n_vals, cap_vals;
+} acc;
+
+static int acc_add(acc *a, int64_t ts, double v, bool keep)
+{
+    if (a->count == 0) {
+        a->min = a->max = v;
+        a->last_ts = INT64_MIN;
+    }
+    a->count++;
+    a->sum += v;
+    if (v < a->min || isnan(a->min))
+        a->min = v;
+    if (v > a->max || isnan(a->max))
+        a->max = v;
+    if (ts >= a->last_ts) {
+        a->last_ts = ts;
+        a->last = v;
+    }
+    if (keep) {
+        if (a->n_vals == a->cap_vals) {
+            size_t cap = a->cap_vals ? a->cap_vals * 2 : 16;
+            double *p = tern_realloc(a->vals, cap * sizeof(*p));
+            if (!p)
+                return TERN_ENOMEM;
+            a->vals = p;
+            a->cap_vals = cap;
+        }
+        a->vals[a->n_vals++] = v;
+    }
+    return 0;
+}
+
+static int dbl_cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* p95 by the nearest-rank method over the bucket's points. */
+static double acc_p95(acc *a)
+{
+    if (a->n_vals == 0)
+        return NAN;
+    qsort(a->vals, a->n_vals, sizeof(double), dbl_cmp);
+    size_t rank = (size_t)ceil(0.95 * (double)a->n_vals);
+    if (rank == 0)
+        rank = 1;
+    return a->vals[rank - 1];
+}
+
+static void acc_fill(acc *a, unsigned aggs, tern_tsdb_row *row)
+{
+    size_t k = 0;
+    row->count = a->count;
+    for (unsigned i = 0; i < N_AGGS; i++) {
+        if (!(aggs & (1u << i)))
+            continue;
+        double v = 0;
+        switch (1u << i) {
+        case TERN_AGG_AVG:
+            v = a->sum / (double)a->count;
+            break;
+        case TERN_AGG_MIN:
+            v = a->min;
+            break;
+        case TERN_AGG_MAX:
+            v = a->max;
+            break;
+        case TERN_AGG_SUM:
+            v = a->sum;
+            break;
+        case TERN_AGG_COUNT:
+            v = (double)a->count;
+            break;
+        case TERN_AGG_LAST:
+            v = a->last;
+            break;
+        case TERN_AGG_P95:
+            v = acc_p95(a);
+            break;
+        default:
+            break;
+        }
+        row->values[k++] = v;
+    }
+}
+
+static void acc_reset(acc *a)
+{
+    double *vals = a->vals;
+    size_t cap = a->cap_vals;
+    memset(a, 0, sizeof(*a));
+    a->vals = vals;
+    a->cap_vals = cap;
+}
+
+static double point_value(uint8_t kind, uint64_t bits)
+{
+    if (kind == TERN_VALUE_I64)
+        return (double)(int64_t)bits;
+    double d;
+    memcpy(&d, &bits, sizeof(d));
+    return d;
+}
+
+/* ---- per-device gathering ---- */
+
+typedef struct metric_pts {
+    char *name;
+    size_t len;
+    uint8_t kind;
+    tern_buf pts;  /* tsdb_point, merged from blocks */
+    tern_buf head; /* tsdb_point from the head, merged last */
+} metric_pts;
+
+typedef struct dev_pts {
+    metric_pts *m;
+    size_t n, cap;
+    tsdb_block **blocks;
+    size_t n_blocks;
+} dev_pts;
+
+static bool metric_selected(const tern_tsdb_query *q, const char *name, size_t len)
+{
+    const char *m = q->sel.metric;
+    if (!m || !*m || strcmp(m, "*") == 0)
+        return true;
+    return strlen(m) == len && memcmp(m, name, len) == 0;
+}
+
+static metric_pts *dev_metric(dev_pts *d, const char *name, size_t len, uint8_t kind)
+{
+    for (size_t i = 0; i < d->n; i++)
+        if (d->m[i].len == len && memcmp(d->m[i].name, name, len) == 0)
+            return &d->m[i];
+    if (d->n == d->cap) {
+        size_t cap = d->cap ? d->cap * 2 : 32;
+        metric_pts *p = tern_realloc(d->m, cap * sizeof(*p));
+        if (!p)
+            return NULL;
+        d->m = p;
+        d->cap = cap;
+    }
+    metric_pts *m = &d->m[d->n];
+    memset(m, 0, sizeof(*m));
+    m->name = tern_strndup(name, len);
+    if (!m->name)
+        return NULL;
+    m->len = len;
+    m->kind = kind;
+    d->n++;
+    return m;
+}
+
+static void dev_pts_clear(dev_pts *d)
+{
+    for (size_t i = 0; i < d->n; i++) {
+        tern_free(d->m[i].name);
+        tern_buf_free(&d->m[i].pts);
+        tern_buf_free(&d->m[i].head);
+    }
+    d->n = 0;
+    for (size_t i = 0; i < d->n_blocks; i++)
+        tsdb_block_unref(d->blocks[i]);
+    tern_free(d->blocks);
+    d->blocks = NULL;
+    d->n_blocks = 0;
+}
+
+static int seq_cmp(const void *a, const void *b)
+{
+    const tsdb_block *x = *(tsdb_block *const *)a, *y = *(tsdb_block *const *)b;
+    return (x->seq > y->seq) - (x->seq < y->seq);
+}
+
+/* Under db->mu: copy the device's head points in range and reference the overlapping blocks. */
+static int gather_locked(
+    tern_tsdb *db, const tsdb_device *dev, const tern_tsdb_query *q, dev_pts *d)
+{
+    int rc = 0;
+    for (uint32_t i = 0; i < dev->n_series && rc == 0; i++) {
+        const tsdb_series *s = db->series[dev->series[i]];
+        const tsdb_metric *m = &db->metrics[s->metric];
+        if (!metric_selected(q, m->name, m->len))
+            continue;
+        metric_pts *mp = dev_metric(d, m->name, m->len, s->kind);
+        if (!mp)
+            return TERN_ENOMEM;
+        rc = tsdb_head_collect(s, q->start_ms, q->end_ms, &mp->head);
+    }
+    if (rc)
+        return rc;
+    d->blocks = tern_malloc((db->n_blocks ? db->n_blocks : 1) * sizeof(*d->blocks));
+    if (!d->blocks)
+        return TERN_ENOMEM;
+    for (size_t i = 0; i < db->n_blocks; i++) {
+        tsdb_block *b = db->blocks[i];
+        if (b->max_ts < q->start_ms || b->min_ts >= q->end_ms)
+            continue;
+        __atomic_add_fetch(&b->refs, 1, __ATOMIC_ACQ_REL);
+        d->blocks[d->n_blocks++] = b;
+    }
+    return 0;
+}
+
+static int gather_blocks(const char *dev_name, size_t dev_len, const tern_tsdb_query *q, dev_pts *d)
+{
+    qsort(d->blocks, d->n_blocks, sizeof(*d->blocks), seq_cmp);
+    tern_buf one = TERN_BUF_INIT;
+    int rc = 0;
+    for (size_t i = 0; i < d->n_blocks && rc == 0; i++) {
+        const tsdb_block *b = d->blocks[i];
+        long idx = tsdb_block_find_device(b, dev_name, dev_len);
+        if (idx < 0)
+            continue;
+        tsdb_block_dev bd;
+        rc = tsdb_block_device(b, (uint32_t)idx, &bd);
+        tsdb_block_series s;
+        int got = 0;
+        while (rc == 0 && (got = tsdb_block_next_series(b, &bd, &s)) == 1) {
+            if (!metric_selected(q, s.metric, s.metric_len))
+                continue;
+            if (s.max_ts < q->start_ms || s.min_ts >= q->end_ms)
+                continue;
+            metric_pts *mp = dev_metric(d, s.metric, s.metric_len, s.kind);
+            if (!mp) {
+                rc = TERN_ENOMEM;
+                break;
+            }
+            tern_buf_reset(&one);
+            rc = tsdb_block_decode(&s, q->start_ms, q->end_ms, &one);
+            if (rc == 0)
+                rc = tsdb_merge_into(&mp->pts, (const tsdb_point *)(const void *)one.data,
+                    one.len / sizeof(tsdb_point));
+        }
+        if (rc == 0 && got < 0)
+            rc = got;
+    }
+    for (size_t i = 0; i < d->n && rc == 0; i++)
+        rc = tsdb_merge_into(&d->m[i].pts, (const tsdb_point *)(const void *)d->m[i].head.data,
+            d->m[i].head.len / sizeof(tsdb_point));
+    tern_buf_free(&one);
+    return rc;
+}
+
+static int metric_pts_cmp(const void *a, const void *b)
+{
+    const metric_pts *x = a, *y = b;
+    size_t n = x->len < y->len ? x->len : y->len;
+    int c = memcmp(x->name, y->name, n);
+    return c ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+/* ---- groups ---- */
+
+typedef struct group {
+    char *value;  /* the group-by tag value ("" when the device lacks the tag) */
+    char *metric; /* metric name */
+    acc *buckets;
+} group;
+
+typedef struct query_ctx {
+    tern_tsdb *db;
+    const tern_tsdb_query *q;
+    tern_tsdb_row_fn fn;
+    void *arg;
+    uint64_t n_buckets;
+    uint64_t rows;
+    acc *series_acc;
+    group *groups;
+    size_t n_groups, cap_groups;
+    char *err;
+    size_t err_cap;
+} query_ctx;
+
+static int emit(query_ctx *c, tern_tsdb_row *row)
+{
+    if (c->q->max_rows && ++c->rows > c->q->max_rows) {
+        if (c->err)
+            snprintf(c->err, c->err_cap,
+                "the query returns more than %llu rows: narrow the range or aggregate with a step",
+                (unsigned long long)c->q->max_rows);
+        return TERN_ETOOBIG;
+    }
+    return c->fn(c->arg, row);
+}
+
+static group *find_group(
+    query_ctx *c, const char *value, size_t vlen, const char *metric, size_t mlen)
+{
+    for (size_t i = 0; i < c->n_groups; i++) {
+        group *g = &c->groups[i];
+        if (strlen(g->value) == vlen && memcmp(g->value, value, vlen) == 0
+            && strlen(g->metric) == mlen && memcmp(g->metric, metric, mlen) == 0)
+            return g;
+    }
+    if (c->n_groups == c->cap_groups) {
+        size_t cap = c->cap_groups ? c->cap_groups * 2 : 16;
+        group *p = tern_realloc(c->groups, cap * sizeof(*p));
+        if (!p)
+            return NULL;
+        c->groups = p;
+        c->cap_groups = cap;
+    }
+    group *g = &c->groups[c->n_groups];
+    g->value = tern_strndup(value, vlen);
+    g->metric = tern_strndup(metric, mlen);
+    g->buckets = tern_calloc(c->n_buckets, sizeof(acc));
+    if (!g->value || !g->metric || !g->buckets) {
+        tern_free(g->value);
+        tern_free(g->metric);
+        tern_free(g->buckets);
+        return NULL;
+    }
+    c->n_groups++;
+    return g;
+}
+
+static int group_cmp(const void *a, const void *b)
+{
+    const group *x = a, *y = b;
+    int r = strcmp(x->value, y->value);
+    return r ? r : strcmp(x->metric, y->metric);
+}
+
+static int64_t bucket_width(const tern_tsdb_query *q)
+{
+    return q->step_ms > 0 ? q->step_ms : q->end_ms - q->start_ms;
+}
+
+/* ---- the query ---- */
+
+static int process_series(query_ctx *c, const tsdb_device *dev, const char *tags, metric_pts *m)
+{
+    const tern_tsdb_query *q = c->q;
+    const tsdb_point *p = (const tsdb_point *)(const void *)m->pts.data;
+    size_t n = m->pts.len / sizeof(tsdb_point);
+    tern_tsdb_row row;
+    memset(&row, 0, sizeof(row));
+    row.device = dev->name;
+    row.metric = m->name;
+    row.tags = tags;
+    if (q->aggs == 0) {
+        row.kind = (tern_value_kind)m->kind;
+        for (size_t i = 0; i < n; i++) {
+            row.ts_ms = p[i].ts;
+            if (m->kind == TERN_VALUE_I64)
+                row.v.i = (int64_t)p[i].v;
+            else
+                memcpy(&row.v.f, &p[i].v, sizeof(double));
+            int rc = emit(c, &row);
+            if (rc)
+                return rc;
+        }
+        return 0;
+    }
+    int64_t w = bucket_width(q);
+    bool keep = (q->aggs & TERN_AGG_P95) != 0;
+    acc *buckets;
+    if (q->sel.group_by) {
+        size_t vlen = 0;
+        const char *val = "";
+        if (strcmp(q->sel.group_by, "*") != 0) {
+            val = tsdb_tag_value(tags, q->sel.group_by, &vlen);
+            if (!val) {
+                val = "";
+                vlen = 0;
+            }
+        }
+        group *g = find_group(c, val, vlen, m->name, m->len);
+        if (!g)
+            return TERN_ENOMEM;
+        buckets = g->buckets;
+    } else {
+        buckets = c->series_acc;
+        for (uint64_t i = 0; i < c->n_buckets; i++)
+            acc_reset(&buckets[i]);
+    }
+    for (size_t i = 0; i < n; i++) {
+        uint64_t bi = (uint64_t)(p[i].ts - q->start_ms) / (uint64_t)w;
+        int rc = acc_add(&buckets[bi], p[i].ts, point_value(m->kind, p[i].v), keep);
+        if (rc)
+            return rc;
+    }
+    if (q->sel.group_by)
+        return 0;
+    for (uint64_t i = 0; i < c->n_buckets; i++) {
+        if (buckets[i].count == 0)
+            continue;
+        row.ts_ms = q->start_ms + (int64_t)i * w;
+        acc_fill(&buckets[i], q->aggs, &row);
+        int rc = emit(c, &row);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+int tern_tsdb_query_run(tern_tsdb *db, const tern_tsdb_query *q, tern_tsdb_row_fn fn, void *arg,
+    char *err, size_t err_cap)
+{
+    if (err && err_cap)
+        err[0] = 0;
+    if (q->end_ms <= q->start_ms) {
+        if (err)
+            snprintf(err, err_cap, "the range is empty: end must be after start");
+        return TERN_EINVAL;
+    }
+    if (q->aggs == 0 && q->sel.group_by) {
+        if (err)
+            snprintf(err, err_cap, "group_by needs an aggregate (agg=avg, ...)");
+        return TERN_EINVAL;
+    }
+    int64_t span_check;
+    if (q->aggs && __builtin_sub_overflow(q->end_ms, q->start_ms, &span_check)) {
+        if (err)
+            snprintf(err, err_cap, "the range is too wide to aggregate");
+        return TERN_EINVAL;
+    }
+    if (q->step_ms < 0) {
+        if (err)
+            snprintf(err, err_cap, "step must be positive");
+        return TERN_EINVAL;
+    }
+    query_ctx c;
+    memset(&c, 0, sizeof(c));
+    c.db = db;
+    c.q = q;
+    c.fn = fn;
+    c.arg = arg;
+    c.err = err;
+    c.err_cap = err_cap;
+    if (q->aggs) {
+        uint64_t span = (uint64_t)q->end_ms - (uint64_t)q->start_ms;
+        uint64_t w = (uint64_t)bucket_width(q);
+        c.n_buckets = span / w + (span % w != 0);
+        if (c.n_buckets > MAX_BUCKETS) {
+            if (err)
+                snprintf(err, err_cap, "too many steps (%llu > %u): use a larger step",
+                    (unsigned long long)c.n_buckets, MAX_BUCKETS);
+            return TERN_EINVAL;
+        }
+        if (!q->sel.group_by) {
+            c.series_acc = tern_calloc(c.n_buckets, sizeof(acc));
+            if (!c.series_acc)
+                return TERN_ENOMEM;
+        }
+    }
+    /* the devices, in name order */
+    pthread_mutex_lock(&db->mu);
+    uint32_t *ids = NULL;
+    uint32_t n_ids = 0;
+    int rc = 0;
+    if (q->sel.device) {
+        tsdb_device *d;
+        rc = tsdb_device_get(db, q->sel.device, strlen(q->sel.device), false, &d);
+        if (rc == 0) {
+            ids = tern_malloc(sizeof(*ids));
+            if (ids)
+                ids[n_ids++] = d->id;
+            else
+                rc = TERN_ENOMEM;
+        } else if (rc == TERN_ENOTFOUND) {
+            rc = 0; /* an unknown device has no points */
+        }
+    } else {
+        ids = tern_malloc((db->n_devices ? db->n_devices : 1) * sizeof(*ids));
+        if (!ids)
+            rc = TERN_ENOMEM;
+        for (uint32_t i = 0; rc == 0 && i < db->n_devices; i++)
+            if (db->devices[i] && tsdb_tags_match(db->devices[i]->tags, q->sel.tags))
+                ids[n_ids++] = i;
+        if (rc == 0)
+            qsort_r(ids, n_ids, sizeof(*ids), tsdb_device_name_cmp, db);
+    }
+    pthread_mutex_unlock(&db->mu);
+
+    dev_pts d;
+    memset(&d, 0, sizeof(d));
+    char *tags = NULL;
+    for (uint32_t k = 0; k < n_ids && rc == 0; k++) {
+        pthread_mutex_lock(&db->mu);
+        tsdb_device *dev = db->devices[ids[k]];
+        tern_free(tags);
+        tags = dev->tags ? tern_strdup(dev->tags) : NULL;
+        rc = gather_locked(db, dev, q, &d);
+        pthread_mutex_unlock(&db->mu);
+        /* device records are never freed while the store is open: dev stays valid */
+        if (rc == 0)
+            rc = gather_blocks(dev->name, dev->name_len, q, &d);
+        if (rc == 0)
+            qsort(d.m, d.n, sizeof(*d.m), metric_pts_cmp);
+        for (size_t i = 0; i < d.n && rc == 0; i++)
+            if (d.m[i].pts.len)
+                rc = process_series(&c, dev, tags, &d.m[i]);
+        dev_pts_clear(&d);
+    }
+    tern_free(tags);
+    tern_free(d.m);
+    tern_free(ids);
+    if (rc == 0 && q->sel.group_by) {
+        qsort(c.groups, c.n_groups, sizeof(*c.groups), group_cmp);
+        int64_t w = bucket_width(q);
+        for (size_t g = 0; g < c.n_groups && rc == 0; g++) {
+            for (uint64_t i = 0; i < c.n_buckets && rc == 0; i++) {
+                acc *a = &c.groups[g].buckets[i];
+                if (a->count == 0)
+                    continue;
+                tern_tsdb_row row;
+                memset(&row, 0, sizeof(row));
+                row.group = c.groups[g].value;
+                row.metric = c.groups[g].metric;
+                row.ts_ms = q->start_ms + (int64_t)i * w;
+                acc_fill(a, q->aggs, &row);
+                rc = emit(&c, &row);
+            }
+        }
+    }
+    for (size_t g = 0; g < c.n_groups; g++) {
+        for (uint64_t i = 0; i < c.n_buckets; i++)
+            tern_free(c.groups[g].buckets[i].vals);
+        tern_free(c.groups[g].buckets);
+        tern_free(c.groups[g].value);
+        tern_free(c.groups[g].metric);
+    }
+    tern_free(c.groups);
+    if (c.series_acc)
+        for (uint64_t i = 0; i < c.n_buckets; i++)
+            tern_free(c.series_acc[i].vals);
+    tern_free(c.series_acc);
+    if (rc && rc != TERN_ETOOBIG && err && !err[0])
+        snprintf(err, err_cap, "query failed: %s", tern_strerror(rc));
+    return rc;
+}
+
+int tern_tsdb_last(tern_tsdb *db, const char *device, tern_tsdb_row_fn fn, void *arg)
+{
+    tern_tsdb_query q;
+    memset(&q, 0, sizeof(q));
+    q.sel.device = device;
+    q.start_ms = INT64_MIN;
+    q.end_ms = INT64_MAX;
+    pthread_mutex_lock(&db->mu);
+    tsdb_device *dev;
+    int rc = tsdb_device_get(db, device, strlen(device), false, &dev);
+    if (rc) {
+        pthread_mutex_unlock(&db->mu);
+        return rc;
+    }
+    dev_pts d;
+    memset(&d, 0, sizeof(d));
+    /* the head's newest point of each series */
+    for (uint32_t i = 0; i < dev->n_series && rc == 0; i++) {
+        const tsdb_series *s = db->series[dev->series[i]];
+        if (s->last_ts == INT64_MIN)
+            continue;
+        const tsdb_metric *m = &db->metrics[s->metric];
+        metric_pts *mp = dev_metric(&d, m->name, m->len, s->kind);
+        tsdb_point p = { s->last_ts, s->last_v };
+        rc = mp ? tern_buf_append(&mp->head, &p, sizeof(p)) : TERN_ENOMEM;
+    }
+    if (rc == 0) {
+        d.blocks = tern_malloc((db->n_blocks ? db->n_blocks : 1) * sizeof(*d.blocks));
+        if (!d.blocks)
+            rc = TERN_ENOMEM;
+        for (size_t i = 0; rc == 0 && i < db->n_blocks; i++) {
+            __atomic_add_fetch(&db->blocks[i]->refs, 1, __ATOMIC_ACQ_REL);
+            d.blocks[d.n_blocks++] = db->blocks[i];
+        }
+    }
+    pthread_mutex_unlock(&db->mu);
+    /* blocks: the newest point of each series, newer sequence winning on equal timestamps */
+    tern_buf one = TERN_BUF_INIT;
+    size_t dev_len = strlen(device);
+    qsort(d.blocks, d.n_blocks, sizeof(*d.blocks), seq_cmp);
+    for (size_t i = 0; i < d.n_blocks && rc == 0; i++) {
+        long idx = tsdb_block_find_device(d.blocks[i], device, dev_len);
+        if (idx < 0)
+            continue;
+        tsdb_block_dev bd;
+        rc = tsdb_block_device(d.blocks[i], (uint32_t)idx, &bd);
+        tsdb_block_series s;
+        int got = 0;
+        while (rc == 0 && (got = tsdb_block_next_series(d.blocks[i], &bd, &s)) == 1) {
+            metric_pts *mp = dev_metric(&d, s.metric, s.metric_len, s.kind);
+            if (!mp) {
+                rc = TERN_ENOMEM;
+                break;
+            }
+            const tsdb_point *cur = (const tsdb_point *)(const void *)mp->pts.data;
+            if (mp->pts.len && cur->ts > s.max_ts)
+                continue;
+            tern_buf_reset(&one);
+            rc = tsdb_block_decode(&s, s.max_ts, INT64_MAX, &one);
+            if (rc == 0 && one.len) {
+                tern_buf_reset(&mp->pts);
+                rc = tern_buf_append(
+                    &mp->pts, one.data + one.len - sizeof(tsdb_point), sizeof(tsdb_point));
+            }
+        }
+        if (rc == 0 && got < 0)
+            rc = got;
+    }
+    tern_buf_free(&one);
+    if (rc == 0)
+        qsort(d.m, d.n, sizeof(*d.m), metric_pts_cmp);
+    for (size_t i = 0; i < d.n && rc == 0; i++) {
+        metric_pts *m = &d.m[i];
+        const tsdb_point *best = NULL;
+        if (m->pts.len)
+            best = (const tsdb_point *)(const void *)m->pts.data;
+        if (m->head.len) {
+            const tsdb_point *h = (const tsdb_point *)(const void *)m->head.data;
+            if (!best || h->ts >= best->ts)
+                best = h;
+        }
+        if (!best)
+            continue;
+        tern_tsdb_row row;
+        memset(&row, 0, sizeof(row));
+        row.device = device;
+        row.metric = m->name;
+        row.ts_ms = best->ts;
+        row.kind = (tern_value_kind)m->kind;
+        if (m->kind == TERN_VALUE_I64)
+            row.v.i = (int64_t)best->v;
+        else
+            memcpy(&row.v.f, &best->v, sizeof(double));
+        rc = fn(arg, &row);
+    }
+    dev_pts_clear(&d);
+    tern_free(d.m);
+    return rc;
+}

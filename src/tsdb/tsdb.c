@@ -1,0 +1,1341 @@
+/*
+ * tsdb.c: the store's life cycle and write path: open (lock, blocks, WAL replay), batches,
+ * writes (head + WAL record), cutting the head into blocks, checkpointing the WAL, compaction,
+ * retention, close. The WAL record payload is specified in docs/formats/tsdb-block.md
+ * ("WAL records"); the segment framing around it in docs/formats/tsdb-wal.md.
+ */
+#include "base/alloc.h"
+#include "base/clock.h"
+#include "base/error.h"
+#include "base/log.h"
+#include "base/varint.h"
+#include "tsdb/tsdb_int.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* WAL record entries (docs/formats/tsdb-block.md). */
+enum {
+    REC_VERSION = 1,
+    ENT_METRIC = 1,
+    ENT_DEVICE = 2,
+    ENT_TAGS = 3,
+    ENT_SERIES = 4,
+    ENT_POINT = 5,
+    ENT_CHUNK = 6,
+    ENT_HEAD_START = 7,
+};
+
+/* Late points held in memory before maintenance writes them out as backfill blocks. */
+#define LATE_LIMIT (4u << 20)
+
+void tern_tsdb_options_default(tern_tsdb_options *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->block_duration_ms = 3600 * 1000;
+    o->retention_ms = 7LL * 24 * 3600 * 1000;
+    o->wal_group_commit_ms = 5;
+    o->wal_fsync = true;
+}
+
+static int64_t align_down(int64_t t, int64_t d)
+{
+    int64_t r = t % d;
+    return r < 0 ? t - r - d : t - r;
+}
+
+/* ---- batches ---- */
+
+typedef struct batch_device {
+    uint32_t name_off, name_len, tags_off, tags_len;
+} batch_device;
+
+typedef struct batch_point {
+    uint32_t device;
+    uint32_t metric; /* index into batch metrics */
+    int64_t ts;
+    uint64_t v;
+    uint8_t kind;
+} batch_point;
+
+struct tern_tsdb_batch {
+    tern_buf strings;
+    batch_device *devs;
+    size_t n_devs, cap_devs;
+    batch_point *pts;
+    size_t n_pts, cap_pts;
+    uint32_t *metric_off, *metric_len; /* batch-local metric names (offsets in strings) */
+    uint32_t n_metrics, cap_metrics;
+    uint32_t *metric_slots; /* open hash: index + 1 */
+    uint32_t slot_cap;
+    uint32_t *resolved; /* scratch: batch metric -> db metric id + 1 */
+    uint32_t cap_resolved;
+};
+
+int tern_tsdb_batch_new(tern_tsdb_batch **out)
+{
+    *out = tern_calloc(1, sizeof(**out));
+    return *out ? 0 : TERN_ENOMEM;
+}
+
+void tern_tsdb_batch_free(tern_tsdb_batch *b)
+{
+    if (!b)
+        return;
+    tern_buf_free(&b->strings);
+    tern_free(b->devs);
+    tern_free(b->pts);
+    tern_free(b->metric_off);
+    tern_free(b->metric_len);
+    tern_free(b->metric_slots);
+    tern_free(b->resolved);
+    tern_free(b);
+}
+
+void tern_tsdb_batch_reset(tern_tsdb_batch *b)
+{
+    tern_buf_reset(&b->strings);
+    b->n_devs = 0;
+    b->n_pts = 0;
+    b->n_metrics = 0;
+    if (b->metric_slots)
+        memset(b->metric_slots, 0, b->slot_cap * sizeof(*b->metric_slots));
+}
+
+size_t tern_tsdb_batch_points(const tern_tsdb_batch *b)
+{
+    return b->n_pts;
+}
+
+int tern_tsdb_batch_device(
+    tern_tsdb_batch *b, const char *device, size_t device_len, const char *tags, size_t tags_len)
+{
+    if (device_len == 0 || device_len > 65535 || tags_len > 65535)
+        return TERN_EINVAL;
+    if (b->n_devs == b->cap_devs) {
+        size_t cap = b->cap_devs ? b->cap_devs * 2 : 64;
+        batch_device *d = tern_realloc(b->devs, cap * sizeof(*d));
+        if (!d)
+            return TERN_ENOMEM;
+        b->devs = d;
+        b->cap_devs = cap;
+    }
+    batch_device *d = &b->devs[b->n_devs];
+    d->name_off = (uint32_t)b->strings.len;
+    d->name_len = (uint32_t)device_len;
+    int rc = tern_buf_append(&b->strings, device, device_len);
+    d->tags_off = (uint32_t)b->strings.len;
+    d->tags_len = (uint32_t)tags_len;
+    if (!rc && tags_len)
+        rc = tern_buf_append(&b->strings, tags, tags_len);
+    if (rc)
+        return rc;
+    b->n_devs++;
+    return 0;
+}
+
+static int batch_metric(tern_tsdb_batch *b, const char *name, size_t len, uint32_t *out)
+{
+    if ((b->n_metrics + 1) * 2 > b->slot_cap) {
+        uint32_t ncap = b->slot_cap ? b->slot_cap * 2 : 64;
+        uint32_t *slots = tern_calloc(ncap, sizeof(*slots));
+        if (!slots)
+            return TERN_ENOMEM;
+        for (uint32_t i = 0; i < b->n_metrics; i++) {
+            uint32_t h = (uint32_t)tsdb_name_hash(
+                             (const char *)b->strings.data + b->metric_off[i], b->metric_len[i])
+                & (ncap - 1);
+            while (slots[h])
+                h = (h + 1) & (ncap - 1);
+            slots[h] = i + 1;
+        }
+        tern_free(b->metric_slots);
+        b->metric_slots = slots;
+        b->slot_cap = ncap;
+    }
+    uint32_t mask = b->slot_cap - 1;
+    uint32_t h = (uint32_t)tsdb_name_hash(name, len) & mask;
+    for (; b->metric_slots[h]; h = (h + 1) & mask) {
+        uint32_t i = b->metric_slots[h] - 1;
+        if (b->metric_len[i] == len && memcmp(b->strings.data + b->metric_off[i], name, len) == 0) {
+            *out = i;
+            return 0;
+        }
+    }
+    if (b->n_metrics == b->cap_metrics) {
+        uint32_t cap = b->cap_metrics ? b->cap_metrics * 2 : 32;
+        uint32_t *o = tern_realloc(b->metric_off, cap * sizeof(*o));
+        if (!o)
+            return TERN_ENOMEM;
+        b->metric_off = o;
+        uint32_t *l = tern_realloc(b->metric_len, cap * sizeof(*l));
+        if (!l)
+            return TERN_ENOMEM;
+        b->metric_len = l;
+        b->cap_metrics = cap;
+    }
+    uint32_t off = (uint32_t)b->strings.len;
+    int rc = tern_buf_append(&b->strings, name, len);
+    if (rc)
+        return rc;
+    b->metric_off[b->n_metrics] = off;
+    b->metric_len[b->n_metrics] = (uint32_t)len;
+    b->metric_slots[h] = b->n_metrics + 1;
+    *out = b->n_metrics++;
+    return 0;
+}
+
+static int batch_add(
+    tern_tsdb_batch *b, const char *metric, size_t len, int64_t ts, uint64_t v, uint8_t kind)
+{
+    if (b->n_devs == 0 || len == 0 || len > 65535)
+        return TERN_EINVAL;
+    if (b->n_pts == b->cap_pts) {
+        size_t cap = b->cap_pts ? b->cap_pts * 2 : 256;
+        batch_point *p = tern_realloc(b->pts, cap * sizeof(*p));
+        if (!p)
+            return TERN_ENOMEM;
+        b->pts = p;
+        b->cap_pts = cap;
+    }
+    uint32_t mi;
+    int rc = batch_metric(b, metric, len, &mi);
+    if (rc)
+        return rc;
+    batch_point *p = &b->pts[b->n_pts++];
+    p->device = (uint32_t)(b->n_devs - 1);
+    p->metric = mi;
+    p->ts = ts;
+    p->v = v;
+    p->kind = kind;
+    return 0;
+}
+
+int tern_tsdb_batch_add_f64(
+    tern_tsdb_batch *b, const char *metric, size_t metric_len, int64_t ts_ms, double v)
+{
+    uint64_t bits;
+    memcpy(&bits, &v, sizeof(bits));
+    return batch_add(b, metric, metric_len, ts_ms, bits, TERN_VALUE_F64);
+}
+
+int tern_tsdb_batch_add_i64(
+    tern_tsdb_batch *b, const char *metric, size_t metric_len, int64_t ts_ms, int64_t v)
+{
+    return batch_add(b, metric, metric_len, ts_ms, (uint64_t)v, TERN_VALUE_I64);
+}
+
+/* ---- WAL record building ---- */
+
+static int rec_str(tern_buf *r, uint8_t ent, uint32_t id, const char *s, size_t len)
+{
+    int rc = tern_buf_append_u8(r, ent);
+    if (!rc)
+        rc = tern_varint_append_u64(r, id);
+    if (!rc)
+        rc = tern_varint_append_u64(r, len);
+    if (!rc)
+        rc = tern_buf_append(r, s, len);
+    return rc;
+}
+
+static int rec_series(tern_buf *r, const tsdb_series *s)
+{
+    int rc = tern_buf_append_u8(r, ENT_SERIES);
+    if (!rc)
+        rc = tern_varint_append_u64(r, s->id);
+    if (!rc)
+        rc = tern_varint_append_u64(r, s->device);
+    if (!rc)
+        rc = tern_varint_append_u64(r, s->metric);
+    if (!rc)
+        rc = tern_buf_append_u8(r, s->kind);
+    return rc;
+}
+
+static int rec_point(tern_buf *r, uint32_t series, int64_t ts, uint64_t v)
+{
+    int rc = tern_buf_append_u8(r, ENT_POINT);
+    if (!rc)
+        rc = tern_varint_append_u64(r, series);
+    if (!rc)
+        rc = tern_varint_append_s64(r, ts);
+    if (!rc)
+        rc = tern_buf_append_le64(r, v);
+    return rc;
+}
+
+static int rec_device(tern_buf *r, const tsdb_device *d)
+{
+    int rc = rec_str(r, ENT_DEVICE, d->id, d->name, d->name_len);
+    if (!rc && d->tags)
+        rc = rec_str(r, ENT_TAGS, d->id, d->tags, strlen(d->tags));
+    return rc;
+}
+
+static void refuse(tern_tsdb_write_result *res, size_t idx, int code, const char *a, size_t al,
+    const char *m, size_t ml)
+{
+    res->refused++;
+    if (res->first_error != 0)
+        return;
+    res->first_error = code;
+    res->first_error_point = idx;
+    if (code == TERN_EQUOTA)
+        snprintf(res->err, sizeof(res->err),
+            "series limit reached: new series device %.*s metric %.*s refused", (int)al, a, (int)ml,
+            m);
+    else
+        snprintf(res->err, sizeof(res->err),
+            "field type conflict: device %.*s metric %.*s holds the other number kind", (int)al, a,
+            (int)ml, m);
+}
+
+int tern_tsdb_write(
+    tern_tsdb *db, const tern_tsdb_batch *b, uint64_t *seq, tern_tsdb_write_result *res)
+{
+    tern_tsdb_write_result local;
+    if (!res)
+        res = &local;
+    memset(res, 0, sizeof(*res));
+    if (b->n_pts == 0) {
+        if (seq)
+            *seq = 0;
+        return 0;
+    }
+    pthread_mutex_lock(&db->mu);
+    if (db->closed) {
+        pthread_mutex_unlock(&db->mu);
+        return TERN_ECLOSED;
+    }
+    tern_buf *r = &db->wal_rec;
+    tern_buf_reset(r);
+    int rc = tern_buf_append_u8(r, REC_VERSION);
+    tern_tsdb_batch *mb = (tern_tsdb_batch *)b; /* resolution scratch only */
+    if (!rc && mb->cap_resolved < b->n_metrics) {
+        uint32_t *p = tern_realloc(mb->resolved, b->n_metrics * sizeof(*p));
+        if (p) {
+            mb->resolved = p;
+            mb->cap_resolved = b->n_metrics;
+        } else {
+            rc = TERN_ENOMEM;
+        }
+    }
+    if (!rc)
+        memset(mb->resolved, 0, b->n_metrics * sizeof(*mb->resolved));
+    tern_buf canon = TERN_BUF_INIT;
+    uint32_t cur_dev = UINT32_MAX;
+    tsdb_device *dev = NULL;
+    int64_t prev_ts = 0;
+    for (size_t i = 0; i < b->n_pts && rc == 0; i++) {
+        const batch_point *p = &b->pts[i];
+        const batch_device *bd = &b->devs[p->device];
+        const char *dname = (const char *)b->strings.data + bd->name_off;
+        if (p->device != cur_dev) {
+            cur_dev = p->device;
+            uint32_t before = db->n_devices;
+            rc = tsdb_device_get(db, dname, bd->name_len, true, &dev);
+            if (rc)
+                break;
+            if (db->n_devices != before && db->wal)
+                rc = rec_str(r, ENT_DEVICE, dev->id, dev->name, dev->name_len);
+            if (!rc && bd->tags_len) {
+                int trc = tsdb_canonical_tags(
+                    (const char *)b->strings.data + bd->tags_off, bd->tags_len, &canon);
+                bool changed = false;
+                if (trc == 0)
+                    rc = tsdb_device_set_tags(
+                        db, dev, (const char *)canon.data, canon.len, &changed);
+                if (!rc && changed && db->wal)
+                    rc = rec_str(r, ENT_TAGS, dev->id, dev->tags, strlen(dev->tags));
+            }
+            if (rc)
+                break;
+        }
+        uint32_t *res_m = &mb->resolved[p->metric];
+        if (*res_m == 0) {
+            uint32_t before = db->n_metrics, mid;
+            rc = tsdb_metric_get(db, (const char *)b->strings.data + b->metric_off[p->metric],
+                b->metric_len[p->metric], true, &mid);
+            if (rc)
+                break;
+            if (db->n_metrics != before && db->wal)
+                rc = rec_str(r, ENT_METRIC, mid, db->metrics[mid].name, db->metrics[mid].len);
+            *res_m = mid + 1;
+        }
+        uint32_t metric = *res_m - 1;
+        tsdb_series *s;
+        uint32_t before = db->n_series;
+        int src = tsdb_series_get(db, dev, metric, p->kind, true, &s);
+        if (src == TERN_EQUOTA || src == TERN_EINVAL) {
+            const tsdb_metric *m = &db->metrics[metric];
+            if (src == TERN_EQUOTA)
+                db->stats.series_refused++;
+            refuse(res, i, src, dname, bd->name_len, m->name, m->len);
+            continue;
+        }
+        if (src) {
+            rc = src;
+            break;
+        }
+        if (db->n_series != before && db->wal)
+            rc = rec_series(r, s);
+        if (db->head_start == INT64_MIN)
+            db->head_start = align_down(p->ts, db->opt.block_duration_ms);
+        if (!rc)
+            rc = tsdb_head_add(db, s, p->ts, p->v);
+        if (p->ts > db->head_max)
+            db->head_max = p->ts;
+        if (!rc && db->wal)
+            rc = rec_point(r, s->id, p->ts - prev_ts, p->v);
+        prev_ts = p->ts;
+        if (!rc)
+            res->accepted++;
+    }
+    tern_buf_free(&canon);
+    db->stats.points_written += res->accepted;
+    db->stats.points_refused += res->refused;
+    uint64_t s = 0;
+    if (rc == 0 && db->wal && r->len > 1)
+        rc = tern_wal_append(db->wal, r->data, r->len, &s);
+    pthread_mutex_unlock(&db->mu);
+    if (seq)
+        *seq = s;
+    return rc;
+}
+
+int tern_tsdb_wait(tern_tsdb *db, uint64_t seq)
+{
+    if (!db->wal || seq == 0)
+        return 0;
+    return tern_wal_wait(db->wal, seq);
+}
+
+int tern_tsdb_notify(tern_tsdb *db, uint64_t seq, void (*cb)(void *arg, int rc), void *arg)
+{
+    if (!db->wal || seq == 0) {
+        cb(arg, 0);
+        return 0;
+    }
+    return tern_wal_notify(db->wal, seq, cb, arg);
+}
+
+/* ---- WAL replay ---- */
+
+/* WAL ids are the ids of the process that wrote the record; each definition entry says which
+ * name an id means from there on, so replay maps WAL ids to this process's objects by name.
+ * (The checkpoint written after every replay restates every definition with the new ids.) */
+typedef struct replay_ctx {
+    tern_tsdb *db;
+    uint32_t *dev, *metric, *series; /* WAL id -> id + 1 here */
+    uint32_t n_dev, n_metric, n_series;
+} replay_ctx;
+
+static int map_set(uint32_t **map, uint32_t *n, uint64_t wal_id, uint32_t id)
+{
+    if (wal_id >= UINT32_MAX)
+        return TERN_ECORRUPT;
+    if (wal_id >= *n) {
+        uint32_t cap = *n ? *n : 64;
+        while (cap <= wal_id)
+            cap *= 2;
+        uint32_t *p = tern_realloc(*map, cap * sizeof(*p));
+        if (!p)
+            return TERN_ENOMEM;
+        memset(p + *n, 0, (cap - *n) * sizeof(*p));
+        *map = p;
+        *n = cap;
+    }
+    (*map)[wal_id] = id + 1;
+    return 0;
+}
+
+static int map_get(const uint32_t *map, uint32_t n, uint64_t wal_id, uint32_t *id)
+{
+    if (wal_id >= n || map[wal_id] == 0)
+        return TERN_ECORRUPT; /* used before its definition */
+    *id = map[wal_id] - 1;
+    return 0;
+}
+
+static int replay_points(tern_tsdb *db, uint32_t sid, const tsdb_point *p, size_t n)
+{
+    tsdb_series *s = db->series[sid];
+    for (size_t i = 0; i < n; i++) {
+        int rc = tsdb_head_add(db, s, p[i].ts, p[i].v);
+        if (rc)
+            return rc;
+        if (p[i].ts > db->head_max)
+            db->head_max = p[i].ts;
+        if (db->head_start == INT64_MIN)
+            db->head_start = align_down(p[i].ts, db->opt.block_duration_ms);
+    }
+    return 0;
+}
+
+static int replay_chunk(tern_tsdb *db, uint32_t sid, const uint8_t *bytes, size_t len)
+{
+    tsdb_series *s = db->series[sid];
+    tern_chunk_info info;
+    int rc = tern_chunk_info_read(bytes, len, &info);
+    if (rc)
+        return rc;
+    size_t n = info.count, got = 0;
+    int64_t *ts = tern_malloc(n * sizeof(*ts));
+    uint64_t *v = tern_malloc(n * sizeof(*v));
+    tsdb_point *p = tern_malloc(n * sizeof(*p));
+    if (!ts || !v || !p)
+        rc = TERN_ENOMEM;
+    else if ((uint8_t)info.kind != s->kind)
+        rc = TERN_ECORRUPT;
+    else if (s->kind == TERN_VALUE_F64)
+        rc = tern_chunk_decode_f64(bytes, len, ts, (double *)(void *)v, n, &got);
+    else
+        rc = tern_chunk_decode_i64(bytes, len, ts, (int64_t *)(void *)v, n, &got);
+    for (size_t i = 0; rc == 0 && i < got; i++) {
+        p[i].ts = ts[i];
+        p[i].v = v[i];
+    }
+    if (rc == 0)
+        rc = replay_points(db, sid, p, got);
+    tern_free(ts);
+    tern_free(v);
+    tern_free(p);
+    return rc;
+}
+
+static int replay_record(void *arg, const uint8_t *rec, size_t len)
+{
+    replay_ctx *x = arg;
+    tern_tsdb *db = x->db;
+    tern_reader r;
+    tern_reader_init(&r, rec, len);
+    uint8_t ver;
+    if (tern_reader_u8(&r, &ver))
+        return TERN_ECORRUPT;
+    if (ver != REC_VERSION)
+        return TERN_EVERSION;
+    int64_t prev_ts = 0;
+    int rc = 0;
+    while (rc == 0 && tern_reader_left(&r) > 0) {
+        uint8_t ent;
+        uint64_t id, a, b;
+        uint32_t mid, did, sid;
+        const uint8_t *bytes;
+        if (tern_reader_u8(&r, &ent))
+            return TERN_ECORRUPT;
+        switch (ent) {
+        case ENT_METRIC:
+        case ENT_DEVICE:
+        case ENT_TAGS:
+            if (tern_varint_read_u64(&r, &id) || tern_varint_read_u64(&r, &a) || a > 65535
+                || tern_reader_bytes(&r, (size_t)a, &bytes))
+                return TERN_ECORRUPT;
+            if (ent == ENT_METRIC) {
+                rc = tsdb_metric_get(db, (const char *)bytes, (size_t)a, true, &mid);
+                if (rc == 0)
+                    rc = map_set(&x->metric, &x->n_metric, id, mid);
+            } else if (ent == ENT_DEVICE) {
+                tsdb_device *d;
+                rc = tsdb_device_get(db, (const char *)bytes, (size_t)a, true, &d);
+                if (rc == 0)
+                    rc = map_set(&x->dev, &x->n_dev, id, d->id);
+            } else {
+                bool changed;
+                rc = map_get(x->dev, x->n_dev, id, &did);
+                if (rc == 0)
+                    rc = tsdb_device_set_tags(
+                        db, db->devices[did], (const char *)bytes, (size_t)a, &changed);
+            }
+            break;
+        case ENT_SERIES: {
+            uint8_t kind;
+            if (tern_varint_read_u64(&r, &id) || tern_varint_read_u64(&r, &a)
+                || tern_varint_read_u64(&r, &b) || tern_reader_u8(&r, &kind)
+                || (kind != TERN_VALUE_F64 && kind != TERN_VALUE_I64))
+                return TERN_ECORRUPT;
+            rc = map_get(x->dev, x->n_dev, a, &did);
+            if (rc == 0)
+                rc = map_get(x->metric, x->n_metric, b, &mid);
+            tsdb_series *s = NULL;
+            if (rc == 0)
+                rc = tsdb_series_get(db, db->devices[did], mid, kind, true, &s);
+            if (rc == 0)
+                rc = map_set(&x->series, &x->n_series, id, s->id);
+            break;
+        }
+        case ENT_POINT: {
+            int64_t dts;
+            uint64_t v;
+            if (tern_varint_read_u64(&r, &id) || tern_varint_read_s64(&r, &dts)
+                || tern_reader_le64(&r, &v))
+                return TERN_ECORRUPT;
+            tsdb_point p = { (int64_t)((uint64_t)prev_ts + (uint64_t)dts), v };
+            prev_ts = p.ts;
+            rc = map_get(x->series, x->n_series, id, &sid);
+            if (rc == 0)
+                rc = replay_points(db, sid, &p, 1);
+            break;
+        }
+        case ENT_CHUNK:
+            if (tern_varint_read_u64(&r, &id) || tern_varint_read_u64(&r, &a)
+                || tern_reader_bytes(&r, (size_t)a, &bytes))
+                return TERN_ECORRUPT;
+            rc = map_get(x->series, x->n_series, id, &sid);
+            if (rc == 0)
+                rc = replay_chunk(db, sid, bytes, (size_t)a);
+            break;
+        case ENT_HEAD_START: {
+            int64_t hs;
+            if (tern_varint_read_s64(&r, &hs))
+                return TERN_ECORRUPT;
+            if (db->head_start == INT64_MIN || hs > db->head_start)
+                db->head_start = hs;
+            break;
+        }
+        default:
+            return TERN_ECORRUPT;
+        }
+    }
+    return rc;
+}
+
+/* ---- blocks list ---- */
+
+static int block_cmp(const void *a, const void *b)
+{
+    const tsdb_block *x = *(tsdb_block *const *)a, *y = *(tsdb_block *const *)b;
+    if (x->min_ts != y->min_ts)
+        return x->min_ts < y->min_ts ? -1 : 1;
+    return (x->seq > y->seq) - (x->seq < y->seq);
+}
+
+static int blocks_add(tern_tsdb *db, tsdb_block *b)
+{
+    if (db->n_blocks == db->cap_blocks) {
+        size_t cap = db->cap_blocks ? db->cap_blocks * 2 : 16;
+        tsdb_block **p = tern_realloc(db->blocks, cap * sizeof(*p));
+        if (!p)
+            return TERN_ENOMEM;
+        db->blocks = p;
+        db->cap_blocks = cap;
+    }
+    db->blocks[db->n_blocks++] = b;
+    qsort(db->blocks, db->n_blocks, sizeof(*db->blocks), block_cmp);
+    if (b->seq >= db->next_block_seq)
+        db->next_block_seq = b->seq + 1;
+    db->stats.blocks = db->n_blocks;
+    db->stats.block_bytes += b->map_len;
+    db->stats.block_points += b->n_points;
+    return 0;
+}
+
+static void blocks_remove(tern_tsdb *db, tsdb_block *b)
+{
+    for (size_t i = 0; i < db->n_blocks; i++) {
+        if (db->blocks[i] != b)
+            continue;
+        memmove(&db->blocks[i], &db->blocks[i + 1], (db->n_blocks - i - 1) * sizeof(*db->blocks));
+        db->n_blocks--;
+        db->stats.blocks = db->n_blocks;
+        db->stats.block_bytes -= b->map_len;
+        db->stats.block_points -= b->n_points;
+        b->doomed = true;
+        tsdb_block_unref(b);
+        return;
+    }
+}
+
+/* Registers the devices of a block (name and tags) in the index, so that queries and tags
+ * know them after a restart without a WAL. Newer blocks' tags win. */
+static int index_block_devices(tern_tsdb *db, const tsdb_block *b)
+{
+    for (uint32_t i = 0; i < b->n_devices; i++) {
+        tsdb_block_dev d;
+        int rc = tsdb_block_device(b, i, &d);
+        if (rc)
+            return rc;
+        tsdb_device *dev;
+        rc = tsdb_device_get(db, d.name, d.name_len, true, &dev);
+        if (rc)
+            return rc;
+        bool changed;
+        if (d.tags_len && (rc = tsdb_device_set_tags(db, dev, d.tags, d.tags_len, &changed)))
+            return rc;
+    }
+    return 0;
+}
+
+static int load_blocks(tern_tsdb *db, char *err, size_t err_cap)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/blocks", db->dir);
+    if (mkdir(path, 0755) != 0 && errno != EEXIST)
+        return -errno;
+    DIR *dir = opendir(path);
+    if (!dir)
+        return -errno;
+    struct dirent *de;
+    int rc = 0;
+    while (rc == 0 && (de = readdir(dir))) {
+        size_t l = strlen(de->d_name);
+        char full[4400];
+        snprintf(full, sizeof(full), "%s/%s", path, de->d_name);
+        if (l > 4 && strcmp(de->d_name + l - 4, ".tmp") == 0) {
+            unlink(full); /* an unfinished block write */
+            continue;
+        }
+        if (l <= 4 || strcmp(de->d_name + l - 4, ".blk") != 0)
+            continue;
+        tsdb_block *b;
+        rc = tsdb_block_load(full, &b, err, err_cap);
+        if (rc == 0)
+            rc = blocks_add(db, b);
+    }
+    closedir(dir);
+    /* oldest first, so that newer blocks' tags win */
+    for (size_t i = 0; rc == 0 && i < db->n_blocks; i++)
+        rc = index_block_devices(db, db->blocks[i]);
+    return rc;
+}
+
+/* ---- cutting the head into blocks ---- */
+
+/* A block being written during a cut, for one aligned range. */
+typedef struct cut_writer {
+    int64_t range;
+    tsdb_block_writer *w;
+    uint32_t last_device;
+} cut_writer;
+
+/* Writes the points of the head older than `before` into blocks, one per aligned range. */
+static int cut_head(tern_tsdb *db, int64_t before)
+{
+    int64_t dur = db->opt.block_duration_ms;
+    uint32_t *order = tern_malloc((db->n_devices ? db->n_devices : 1) * sizeof(*order));
+    if (!order)
+        return TERN_ENOMEM;
+    uint32_t nd = 0;
+    for (uint32_t i = 0; i < db->n_devices; i++)
+        if (db->devices[i] && db->devices[i]->n_series)
+            order[nd++] = i;
+    qsort_r(order, nd, sizeof(*order), tsdb_device_name_cmp, db);
+    cut_writer *cw = NULL;
+    size_t n_cw = 0, cap_cw = 0;
+    tern_buf pts = TERN_BUF_INIT;
+    int rc = 0;
+    for (uint32_t k = 0; k < nd && rc == 0; k++) {
+        tsdb_device *d = db->devices[order[k]];
+        for (uint32_t j = 0; j < d->n_series && rc == 0; j++) {
+            tsdb_series *s = db->series[d->series[j]];
+            tern_buf_reset(&pts);
+            rc = tsdb_head_take(db, s, before, &pts);
+            const tsdb_point *p = (const tsdb_point *)(const void *)pts.data;
+            size_t n = pts.len / sizeof(tsdb_point);
+            size_t i = 0;
+            while (rc == 0 && i < n) {
+                int64_t range = align_down(p[i].ts, dur);
+                size_t e = i;
+                while (e < n && p[e].ts < range + dur)
+                    e++;
+                size_t w;
+                for (w = 0; w < n_cw && cw[w].range != range; w++)
+                    ;
+                if (w == n_cw) {
+                    if (n_cw == cap_cw) {
+                        size_t cap = cap_cw ? cap_cw * 2 : 4;
+                        cut_writer *ncw = tern_realloc(cw, cap * sizeof(*ncw));
+                        if (!ncw) {
+                            rc = TERN_ENOMEM;
+                            break;
+                        }
+                        cw = ncw;
+                        cap_cw = cap;
+                    }
+                    cw[w].range = range;
+                    cw[w].last_device = UINT32_MAX;
+                    rc = tsdb_block_writer_open(db, range, range + dur - 1, &cw[w].w);
+                    if (rc)
+                        break;
+                    n_cw++;
+                }
+                if (cw[w].last_device != d->id) {
+                    rc = tsdb_block_writer_device(cw[w].w, d->name, d->name_len, d->tags);
+                    cw[w].last_device = d->id;
+                }
+                if (rc == 0) {
+                    const tsdb_metric *m = &db->metrics[s->metric];
+                    rc = tsdb_block_writer_series(cw[w].w, m->name, m->len, s->kind, p + i, e - i);
+                }
+                i = e;
+            }
+        }
+    }
+    tern_buf_free(&pts);
+    tern_free(order);
+    for (size_t w = 0; w < n_cw; w++) {
+        if (rc) {
+            tsdb_block_writer_abort(cw[w].w);
+            continue;
+        }
+        tsdb_block *b;
+        rc = tsdb_block_writer_finish(cw[w].w, &b);
+        if (rc == 0)
+            rc = blocks_add(db, b);
+    }
+    tern_free(cw);
+    return rc;
+}
+
+/* Writes a checkpoint of the head (every definition and every point still held) as the first
+ * record of a new WAL segment, then deletes the older segments: their data is in blocks or in
+ * the checkpoint. */
+static int checkpoint_wal(tern_tsdb *db)
+{
+    if (!db->wal)
+        return 0;
+    uint32_t segno;
+    int rc = tern_wal_cut(db->wal, &segno);
+    if (rc)
+        return rc;
+    tern_buf *r = &db->wal_rec;
+    tern_buf_reset(r);
+    rc = tern_buf_append_u8(r, REC_VERSION);
+    for (uint32_t i = 0; rc == 0 && i < db->n_metrics; i++)
+        rc = rec_str(r, ENT_METRIC, i, db->metrics[i].name, db->metrics[i].len);
+    for (uint32_t i = 0; rc == 0 && i < db->n_devices; i++)
+        if (db->devices[i])
+            rc = rec_device(r, db->devices[i]);
+    if (rc == 0 && db->head_start != INT64_MIN) {
+        rc = tern_buf_append_u8(r, ENT_HEAD_START);
+        if (!rc)
+            rc = tern_varint_append_s64(r, db->head_start);
+    }
+    int64_t prev_ts = 0;
+    for (uint32_t i = 0; rc == 0 && i < db->n_series; i++) {
+        tsdb_series *s = db->series[i];
+        if (!s)
+            continue;
+        rc = rec_series(r, s);
+        size_t pos = 0;
+        while (rc == 0 && pos < s->frag_len) {
+            uint64_t len;
+            size_t hl;
+            if (tern_varint_decode_u64(s->frag + pos, s->frag_len - pos, &len, &hl) != 0) {
+                rc = TERN_ECORRUPT;
+                break;
+            }
+            rc = tern_buf_append_u8(r, ENT_CHUNK);
+            if (!rc)
+                rc = tern_varint_append_u64(r, s->id);
+            if (!rc)
+                rc = tern_buf_append(r, s->frag + pos, hl + (size_t)len);
+            pos += hl + (size_t)len;
+        }
+        /* late points first: buffer points never share their timestamps */
+        for (uint32_t k = 0; rc == 0 && k < s->n_late; k++) {
+            rc = rec_point(r, s->id, s->late[k].ts - prev_ts, s->late[k].v);
+            prev_ts = s->late[k].ts;
+        }
+        for (uint32_t k = 0; rc == 0 && k < s->n_buf; k++) {
+            rc = rec_point(r, s->id, s->buf[k].ts - prev_ts, s->buf[k].v);
+            prev_ts = s->buf[k].ts;
+        }
+    }
+    uint64_t seq;
+    if (rc == 0)
+        rc = tern_wal_append(db->wal, r->data, r->len, &seq);
+    if (rc == 0)
+        rc = tern_wal_wait(db->wal, seq);
+    if (rc == 0)
+        rc = tern_wal_truncate_before(db->wal, segno);
+    return rc;
+}
+
+static bool head_span_exceeds(const tern_tsdb *db, int64_t span)
+{
+    int64_t d;
+    if (__builtin_sub_overflow(db->head_max, db->head_start, &d))
+        return db->head_max > db->head_start;
+    return d >= span;
+}
+
+/* Cuts while the head spans more than 1.5 block durations (or holds too many late points):
+ * the half duration of grace keeps slightly late points in the head's buffers. */
+static int maybe_cut(tern_tsdb *db, bool all)
+{
+    int64_t dur = db->opt.block_duration_ms;
+    int rc = 0;
+    bool cut = false;
+    if (db->head_start == INT64_MIN)
+        return 0;
+    if (all) {
+        if (db->head_points == 0)
+            return 0;
+        int64_t before = db->head_max == INT64_MAX ? INT64_MAX : db->head_max + 1;
+        rc = cut_head(db, before);
+        if (rc == 0) {
+            db->head_start = align_down(db->head_max, dur) + dur;
+            cut = true;
+        }
+    } else {
+        while (rc == 0 && head_span_exceeds(db, dur + dur / 2)) {
+            rc = cut_head(db, db->head_start + dur);
+            cut = true;
+            /* skip the empty ranges up to the oldest point left (a device clock far ahead
+             * would otherwise make this loop walk every range in between) */
+            int64_t oldest = INT64_MAX;
+            for (uint32_t i = 0; i < db->n_series; i++)
+                if (db->series[i]) {
+                    int64_t m = tsdb_head_min_ts(db->series[i]);
+                    if (m < oldest)
+                        oldest = m;
+                }
+            int64_t next = db->head_start + dur;
+            if (oldest != INT64_MAX && align_down(oldest, dur) > next)
+                next = align_down(oldest, dur);
+            db->head_start = next;
+        }
+        if (rc == 0 && db->late_points > LATE_LIMIT) {
+            rc = cut_head(db, db->head_start);
+            cut = true;
+        }
+    }
+    if (rc == 0 && cut)
+        rc = checkpoint_wal(db);
+    return rc;
+}
+
+/* ---- compaction ---- */
+
+typedef struct merge_src {
+    const tsdb_block *b;
+    tsdb_block_series s;
+} merge_src;
+
+static int merge_src_cmp(const void *a, const void *b)
+{
+    const merge_src *x = a, *y = b;
+    size_t n = x->s.metric_len < y->s.metric_len ? x->s.metric_len : y->s.metric_len;
+    int c = memcmp(x->s.metric, y->s.metric, n);
+    if (c == 0)
+        c = (x->s.metric_len > y->s.metric_len) - (x->s.metric_len < y->s.metric_len);
+    if (c == 0)
+        c = (x->b->seq > y->b->seq) - (x->b->seq < y->b->seq);
+    if (c == 0)
+        c = (x->s.min_ts > y->s.min_ts) - (x->s.min_ts < y->s.min_ts);
+    return c;
+}
+
+/* Merges blocks in[0..n) (sorted by seq) into one new block over [lo, hi]. */
+static int merge_blocks(
+    tern_tsdb *db, tsdb_block **in, size_t n, int64_t lo, int64_t hi, tsdb_block **out)
+{
+    tsdb_block_writer *w;
+    int rc = tsdb_block_writer_open(db, lo, hi, &w);
+    if (rc)
+        return rc;
+    uint32_t *cursor = tern_calloc(n, sizeof(*cursor));
+    merge_src *srcs = NULL;
+    size_t n_srcs = 0, cap_srcs = 0;
+    tern_buf merged = TERN_BUF_INIT, one = TERN_BUF_INIT;
+    if (!cursor)
+        rc = TERN_ENOMEM;
+    for (;;) {
+        if (rc)
+            break;
+        /* the smallest next device name among the blocks' cursors */
+        const char *name = NULL;
+        uint32_t name_len = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (cursor[i] >= in[i]->n_devices)
+                continue;
+            tsdb_block_dev d;
+            if ((rc = tsdb_block_device(in[i], cursor[i], &d)))
+                break;
+            size_t m = d.name_len < name_len ? d.name_len : name_len;
+            int c = name ? memcmp(d.name, name, m) : -1;
+            if (name && c == 0)
+                c = (d.name_len > name_len) - (d.name_len < name_len);
+            if (c < 0) {
+                name = d.name;
+                name_len = d.name_len;
+            }
+        }
+        if (rc || !name)
+            break;
+        n_srcs = 0;
+        const char *tags = NULL;
+        uint32_t tags_len = 0;
+        for (size_t i = 0; i < n && rc == 0; i++) {
+            if (cursor[i] >= in[i]->n_devices)
+                continue;
+            tsdb_block_dev d;
+            if ((rc = tsdb_block_device(in[i], cursor[i], &d)))
+                break;
+            if (d.name_len != name_len || memcmp(d.name, name, name_len) != 0)
+                continue;
+            cursor[i]++;
+            if (d.tags_len) {
+                tags = d.tags; /* blocks are in seq order: the newest tags win */
+                tags_len = d.tags_len;
+            }
+            tsdb_block_series s;
+            int got;
+            while ((got = tsdb_block_next_series(in[i], &d, &s)) == 1) {
+                if (n_srcs == cap_srcs) {
+                    size_t cap = cap_srcs ? cap_srcs * 2 : 64;
+                    merge_src *p = tern_realloc(srcs, cap * sizeof(*p));
+                    if (!p) {
+                        rc = TERN_ENOMEM;
+                        break;
+                    }
+                    srcs = p;
+                    cap_srcs = cap;
+                }
+                srcs[n_srcs].b = in[i];
+                srcs[n_srcs].s = s;
+                n_srcs++;
+            }
+            if (got < 0)
+                rc = got;
+        }
+        if (rc)
+            break;
+        char tagbuf[4096];
+        const char *tagz = NULL;
+        if (tags_len && tags_len < sizeof(tagbuf)) {
+            memcpy(tagbuf, tags, tags_len);
+            tagbuf[tags_len] = 0;
+            tagz = tagbuf;
+        }
+        rc = tsdb_block_writer_device(w, name, name_len, tagz);
+        qsort(srcs, n_srcs, sizeof(*srcs), merge_src_cmp);
+        for (size_t i = 0; i < n_srcs && rc == 0;) {
+            size_t e = i;
+            tern_buf_reset(&merged);
+            while (rc == 0 && e < n_srcs && srcs[e].s.metric_len == srcs[i].s.metric_len
+                && memcmp(srcs[e].s.metric, srcs[i].s.metric, srcs[i].s.metric_len) == 0) {
+                tern_buf_reset(&one);
+                rc = tsdb_block_decode(&srcs[e].s, INT64_MIN, INT64_MAX, &one);
+                if (rc == 0 && srcs[e].s.kind != srcs[i].s.kind)
+                    rc = 0; /* a kind change across blocks: the newest kind's points win below */
+                if (rc == 0)
+                    rc = tsdb_merge_into(&merged, (const tsdb_point *)(const void *)one.data,
+                        one.len / sizeof(tsdb_point));
+                e++;
+            }
+            if (rc == 0)
+                rc = tsdb_block_writer_series(w, srcs[i].s.metric, srcs[i].s.metric_len,
+                    srcs[e - 1].s.kind, (const tsdb_point *)(const void *)merged.data,
+                    merged.len / sizeof(tsdb_point));
+            i = e;
+        }
+    }
+    tern_buf_free(&merged);
+    tern_buf_free(&one);
+    tern_free(srcs);
+    tern_free(cursor);
+    if (rc) {
+        tsdb_block_writer_abort(w);
+        return rc;
+    }
+    return tsdb_block_writer_finish(w, out);
+}
+
+static int seq_cmp(const void *a, const void *b)
+{
+    const tsdb_block *x = *(tsdb_block *const *)a, *y = *(tsdb_block *const *)b;
+    return (x->seq > y->seq) - (x->seq < y->seq);
+}
+
+/* Compacts every window (6 block durations, aligned) that is complete (entirely before the
+ * head) or whose blocks overlap, and holds more than one block. Caller holds maint_mu, not mu. */
+static int compact(tern_tsdb *db, bool force)
+{
+    int64_t win = db->opt.block_duration_ms * 6;
+    int rc = 0;
+    for (;;) {
+        pthread_mutex_lock(&db->mu);
+        tsdb_block **in = NULL;
+        size_t n = 0;
+        int64_t lo = 0;
+        for (size_t i = 0; i < db->n_blocks && n == 0; i++) {
+            int64_t w0 = align_down(db->blocks[i]->min_ts, win);
+            bool complete = force || (db->head_start != INT64_MIN && db->head_start >= w0 + win);
+            size_t cnt = 0;
+            for (size_t j = 0; j < db->n_blocks; j++)
+                if (db->blocks[j]->min_ts >= w0 && db->blocks[j]->max_ts < w0 + win)
+                    cnt++;
+            if (cnt < 2 || !complete)
+                continue;
+            in = tern_malloc(cnt * sizeof(*in));
+            if (!in) {
+                rc = TERN_ENOMEM;
+                break;
+            }
+            for (size_t j = 0; j < db->n_blocks; j++)
+                if (db->blocks[j]->min_ts >= w0 && db->blocks[j]->max_ts < w0 + win) {
+                    in[n++] = db->blocks[j];
+                    __atomic_add_fetch(&db->blocks[j]->refs, 1, __ATOMIC_ACQ_REL);
+                }
+            lo = w0;
+        }
+        pthread_mutex_unlock(&db->mu);
+        if (rc || n == 0)
+            break;
+        qsort(in, n, sizeof(*in), seq_cmp);
+        tsdb_block *out = NULL;
+        rc = merge_blocks(db, in, n, lo, lo + win - 1, &out);
+        pthread_mutex_lock(&db->mu);
+        if (rc == 0)
+            rc = blocks_add(db, out);
+        for (size_t i = 0; i < n; i++) {
+            if (rc == 0)
+                blocks_remove(db, in[i]);
+            tsdb_block_unref(in[i]);
+        }
+        pthread_mutex_unlock(&db->mu);
+        tern_free(in);
+        if (rc)
+            break;
+    }
+    return rc;
+}
+
+static int apply_retention(tern_tsdb *db, int64_t now_ms)
+{
+    if (db->opt.retention_ms <= 0)
+        return 0;
+    int64_t cutoff = now_ms - db->opt.retention_ms;
+    for (;;) {
+        tsdb_block *victim = NULL;
+        pthread_mutex_lock(&db->mu);
+        for (size_t i = 0; i < db->n_blocks; i++)
+            if (db->blocks[i]->max_ts < cutoff) {
+                victim = db->blocks[i];
+                __atomic_add_fetch(&victim->refs, 1, __ATOMIC_ACQ_REL);
+                break;
+            }
+        pthread_mutex_unlock(&db->mu);
+        if (!victim)
+            return 0;
+        if (db->opt.cold_hook
+            && db->opt.cold_hook(db->opt.cold_arg, victim->path, victim->min_ts, victim->max_ts)
+                != 0) {
+            tsdb_block_unref(victim);
+            return 0; /* the cold tier could not take it: keep it, retry next pass */
+        }
+        pthread_mutex_lock(&db->mu);
+        blocks_remove(db, victim);
+        pthread_mutex_unlock(&db->mu);
+        tsdb_block_unref(victim);
+    }
+}
+
+int tern_tsdb_maintain(tern_tsdb *db, int64_t now_ms)
+{
+    pthread_mutex_lock(&db->maint_mu);
+    pthread_mutex_lock(&db->mu);
+    int rc = maybe_cut(db, false);
+    pthread_mutex_unlock(&db->mu);
+    if (rc == 0)
+        rc = compact(db, false);
+    if (rc == 0)
+        rc = apply_retention(db, now_ms);
+    pthread_mutex_unlock(&db->maint_mu);
+    if (rc)
+        TERN_LOG_RATELIMITED(TERN_LOG_ERROR, "tsdb", "maintenance failed: %s", tern_strerror(rc));
+    return rc;
+}
+
+int tern_tsdb_flush(tern_tsdb *db)
+{
+    pthread_mutex_lock(&db->maint_mu);
+    pthread_mutex_lock(&db->mu);
+    int rc = maybe_cut(db, true);
+    pthread_mutex_unlock(&db->mu);
+    pthread_mutex_unlock(&db->maint_mu);
+    return rc;
+}
+
+int tern_tsdb_compact(tern_tsdb *db)
+{
+    pthread_mutex_lock(&db->maint_mu);
+    int rc = compact(db, true);
+    pthread_mutex_unlock(&db->maint_mu);
+    return rc;
+}
+
+void tern_tsdb_get_stats(tern_tsdb *db, tern_tsdb_stats *out)
+{
+    pthread_mutex_lock(&db->mu);
+    *out = db->stats;
+    out->head_points = db->head_points;
+    uint64_t hb = 0;
+    for (uint32_t i = 0; i < db->n_series; i++)
+        if (db->series[i])
+            hb += tsdb_head_bytes(db->series[i]);
+    for (uint32_t i = 0; i < db->n_devices; i++)
+        if (db->devices[i])
+            hb += sizeof(tsdb_device) + db->devices[i]->name_len + 1
+                + db->devices[i]->cap_series * sizeof(uint32_t)
+                + (db->devices[i]->tags ? strlen(db->devices[i]->tags) + 1 : 0);
+    hb += (size_t)db->cap_series * sizeof(void *) + (size_t)db->cap_devices * sizeof(void *)
+        + (size_t)db->device_map.cap * 4;
+    out->head_bytes = hb;
+    pthread_mutex_unlock(&db->mu);
+}
+
+/* ---- open / close ---- */
+
+static void *bg_main(void *arg)
+{
+    tern_tsdb *db = arg;
+    pthread_mutex_lock(&db->bg_mu);
+    while (!db->bg_stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&db->bg_cv, &db->bg_mu, &ts);
+        if (db->bg_stop)
+            break;
+        pthread_mutex_unlock(&db->bg_mu);
+        tern_tsdb_maintain(db, tern_clock_now_ms());
+        pthread_mutex_lock(&db->bg_mu);
+    }
+    pthread_mutex_unlock(&db->bg_mu);
+    return NULL;
+}
+
+int tern_tsdb_open(const tern_tsdb_options *o, tern_tsdb **out, char *err, size_t err_cap)
+{
+    if (err && err_cap)
+        err[0] = 0;
+    if (!o->dir || !*o->dir || o->block_duration_ms <= 0)
+        return TERN_EINVAL;
+    tern_tsdb *db = tern_calloc(1, sizeof(*db));
+    if (!db)
+        return TERN_ENOMEM;
+    db->opt = *o;
+    db->dir = tern_strdup(o->dir);
+    db->lock_fd = -1;
+    db->head_start = INT64_MIN;
+    db->head_max = INT64_MIN;
+    db->next_block_seq = 1;
+    pthread_mutex_init(&db->mu, NULL);
+    pthread_mutex_init(&db->maint_mu, NULL);
+    pthread_mutex_init(&db->bg_mu, NULL);
+    pthread_cond_init(&db->bg_cv, NULL);
+    int rc = db->dir ? 0 : TERN_ENOMEM;
+    if (rc == 0 && mkdir(o->dir, 0755) != 0 && errno != EEXIST)
+        rc = -errno;
+    char path[4096];
+    if (rc == 0) {
+        snprintf(path, sizeof(path), "%s/LOCK", o->dir);
+        db->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (db->lock_fd < 0)
+            rc = -errno;
+        else if (flock(db->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+            rc = errno == EWOULDBLOCK ? TERN_EAGAIN : -errno;
+            if (err)
+                snprintf(err, err_cap, "%s is in use by another tern process", o->dir);
+        }
+    }
+    if (rc == 0)
+        rc = load_blocks(db, err, err_cap);
+    snprintf(path, sizeof(path), "%s/wal", o->dir);
+    if (rc == 0) {
+        tern_wal_options wo;
+        tern_wal_options_default(&wo);
+        wo.group_commit_ms = o->wal_group_commit_ms;
+        wo.fsync = o->wal_fsync;
+        rc = tern_wal_open(path, &wo, &db->wal);
+    }
+    if (rc == 0) {
+        db->replaying = true;
+        tern_wal_replay_stats st;
+        replay_ctx x = { .db = db };
+        rc = tern_wal_replay(db->wal, replay_record, &x, &st);
+        db->replaying = false;
+        tern_free(x.dev);
+        tern_free(x.metric);
+        tern_free(x.series);
+        /* restate every definition with this process's ids before the first new record */
+        if (rc == 0 && st.n_segments > 0)
+            rc = checkpoint_wal(db);
+        if (rc && err && !err[0])
+            snprintf(err, err_cap, "tsdb WAL replay: %s%s%s", tern_strerror(rc),
+                st.message[0] ? ": " : "", st.message);
+        if (rc == 0 && st.torn_tail)
+            TERN_LOG(TERN_LOG_WARN, "tsdb", "WAL torn tail cut off (%llu bytes): %s",
+                (unsigned long long)st.torn_bytes, st.message);
+    }
+    if (rc == 0 && o->no_wal) {
+        /* offline writers: whatever an earlier run left in the WAL goes to blocks first */
+        rc = tern_tsdb_flush(db);
+        int wrc = tern_wal_close(db->wal);
+        db->wal = NULL;
+        if (rc == 0)
+            rc = wrc;
+    }
+    if (rc == 0 && o->background) {
+        if (pthread_create(&db->bg, NULL, bg_main, db) == 0)
+            db->bg_running = true;
+        else
+            rc = TERN_ENOMEM;
+    }
+    if (rc) {
+        if (err && !err[0])
+            snprintf(err, err_cap, "opening tsdb %s: %s", o->dir, tern_strerror(rc));
+        tern_tsdb_close(db, false);
+        return rc;
+    }
+    *out = db;
+    return 0;
+}
+
+int tern_tsdb_close(tern_tsdb *db, bool flush)
+{
+    if (!db)
+        return 0;
+    int rc = 0;
+    if (db->bg_running) {
+        pthread_mutex_lock(&db->bg_mu);
+        db->bg_stop = true;
+        pthread_cond_signal(&db->bg_cv);
+        pthread_mutex_unlock(&db->bg_mu);
+        pthread_join(db->bg, NULL);
+    }
+    if (flush)
+        rc = tern_tsdb_flush(db);
+    pthread_mutex_lock(&db->mu);
+    db->closed = true;
+    pthread_mutex_unlock(&db->mu);
+    if (db->wal) {
+        int wrc = tern_wal_close(db->wal);
+        if (rc == 0)
+            rc = wrc;
+    }
+    for (size_t i = 0; i < db->n_blocks; i++)
+        tsdb_block_unref(db->blocks[i]);
+    tern_free(db->blocks);
+    tsdb_index_free(db);
+    tern_buf_free(&db->wal_rec);
+    if (db->lock_fd >= 0)
+        close(db->lock_fd);
+    pthread_mutex_destroy(&db->mu);
+    pthread_mutex_destroy(&db->maint_mu);
+    pthread_mutex_destroy(&db->bg_mu);
+    pthread_cond_destroy(&db->bg_cv);
+    tern_free(db->dir);
+    tern_free(db);
+    return rc;
+}

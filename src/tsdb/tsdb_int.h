@@ -1,0 +1,231 @@
+/*
+ * tsdb_int.h: the TSDB engine's private structures, shared by tsdb.c (open, write, WAL glue),
+ * index.c (devices, metrics, series), head.c (per-series in-memory points), block.c (immutable
+ * block files), merge.c (combining sorted runs) and query.c. Not a public API.
+ *
+ * Memory layout of the head, chosen for <= 1 KB per active series at one point per 10 s:
+ *   - a series keeps its newest points raw in a small sorted buffer (TSDB_HEAD_BUF points);
+ *   - a full buffer is sealed into a compressed fragment (a codec chunk) appended to the series'
+ *     fragment bytes; fragments stay until the head range is cut into a block;
+ *   - points older than the buffer's first point (out of order, backfill) go to the series'
+ *     sorted late list, which leaves at the next cut (merged into the block of its range, or a
+ *     backfill block of its own that overlaps an older one until compaction merges them).
+ * Values are kept as their 64 raw bits (float64 or int64 per the series' kind).
+ */
+#ifndef TERN_TSDB_TSDB_INT_H
+#define TERN_TSDB_TSDB_INT_H
+
+#include "base/buf.h"
+#include "tsdb/tsdb.h"
+#include "tsdb/wal.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define TSDB_HEAD_BUF 16u  /* raw points per series before sealing a fragment */
+#define TSDB_HEAD_FRAGS 8u /* fragments per series before they are merged into one chunk */
+
+typedef struct tsdb_point {
+    int64_t ts;
+    uint64_t v;
+} tsdb_point;
+
+typedef struct tsdb_series {
+    uint32_t id;     /* global id: index in tern_tsdb.series, WAL reference */
+    uint32_t device; /* device id */
+    uint32_t metric; /* metric id */
+    uint8_t kind;    /* tern_value_kind */
+    uint8_t n_buf;   /* points in buf */
+    uint8_t n_frags; /* chunks in frag */
+    uint8_t pad;
+    uint32_t n_frag_points; /* points held in frag */
+    uint32_t frag_len, frag_cap;
+    uint32_t n_late, cap_late;
+    uint8_t *frag;    /* [varint chunk length][chunk] ... in time order */
+    tsdb_point *late; /* sorted by ts, unique */
+    int64_t last_ts;  /* newest point seen by the head (for last-value queries) */
+    uint64_t last_v;
+    tsdb_point buf[TSDB_HEAD_BUF]; /* sorted by ts, unique */
+} tsdb_series;
+
+typedef struct tsdb_device {
+    char *name;
+    char *tags; /* canonical "k=v,k=v" sorted by key, or NULL */
+    uint32_t id;
+    uint32_t name_len;
+    uint32_t n_series, cap_series;
+    uint32_t *series; /* series ids, sorted by metric name */
+} tsdb_device;
+
+typedef struct tsdb_metric {
+    char *name;
+    uint32_t len;
+} tsdb_metric;
+
+/* Open-addressing hash table of ids keyed by name (devices, metrics). */
+typedef struct tsdb_name_map {
+    uint32_t *slots; /* id + 1; 0 = empty */
+    uint32_t cap;    /* power of two */
+    uint32_t used;
+} tsdb_name_map;
+
+/* A loaded block: one immutable file read through mmap. Refcounted so that queries keep using a
+ * block that compaction or retention removes meanwhile. */
+typedef struct tsdb_block {
+    char *path;
+    const uint8_t *map;
+    size_t map_len;
+    uint64_t seq; /* higher sequence wins where blocks overlap */
+    int64_t min_ts, max_ts;
+    uint64_t n_points;
+    uint32_t n_series, n_devices, n_metrics;
+    const uint8_t *devices; /* fixed-size device entries, sorted by name */
+    const uint8_t *series;  /* per-device series lists (varint-coded) */
+    size_t series_len;
+    const uint8_t *strings;
+    size_t strings_len;
+    const uint8_t *chunks;
+    size_t chunks_len;
+    uint32_t *metric_off; /* block-local metric index -> offset of "len name" in metric table */
+    const uint8_t *metrics;
+    size_t metrics_len;
+    int refs;
+    bool doomed; /* removed from the store: delete the file when the last reference goes */
+} tsdb_block;
+
+/* One series' entry in a block, decoded from the device's series list. */
+typedef struct tsdb_block_series {
+    const char *metric;
+    uint32_t metric_len;
+    uint8_t kind;
+    uint32_t count;
+    int64_t min_ts, max_ts;
+    const uint8_t *chunk;
+    uint32_t chunk_len;
+    uint32_t crc;
+} tsdb_block_series;
+
+struct tern_tsdb {
+    tern_tsdb_options opt;
+    char *dir;
+    int lock_fd;
+    pthread_mutex_t mu; /* the head, the index, the block list */
+
+    /* index */
+    tsdb_device **devices; /* by id */
+    uint32_t n_devices, cap_devices;
+    tsdb_name_map device_map;
+    tsdb_metric *metrics; /* by id */
+    uint32_t n_metrics, cap_metrics;
+    tsdb_name_map metric_map;
+    tsdb_series **series; /* by id */
+    uint32_t n_series, cap_series;
+
+    /* head */
+    int64_t head_start; /* points < head_start are backfill; INT64_MIN until the first point */
+    int64_t head_max;   /* newest ts seen */
+    uint64_t head_points, late_points;
+
+    /* blocks, sorted by (min_ts, seq) */
+    tsdb_block **blocks;
+    size_t n_blocks, cap_blocks;
+    uint64_t next_block_seq;
+
+    /* WAL (NULL when disabled) */
+    tern_wal *wal;
+    tern_buf wal_rec;        /* record being built (under mu) */
+    uint32_t wal_metrics_ok; /* metrics [0, n) already defined in the current WAL generation */
+    uint32_t wal_devices_ok;
+    uint32_t wal_series_ok;
+    bool replaying;
+
+    /* background maintenance */
+    pthread_t bg;
+    bool bg_running;
+    pthread_mutex_t bg_mu;
+    pthread_cond_t bg_cv;
+    bool bg_stop;
+    pthread_mutex_t maint_mu; /* one maintenance pass at a time */
+
+    tern_tsdb_stats stats;
+    bool closed;
+};
+
+/* ---- index.c ---- */
+uint64_t tsdb_name_hash(const char *s, size_t len);
+int tsdb_device_get(tern_tsdb *db, const char *name, size_t len, bool create, tsdb_device **out);
+int tsdb_device_set_tags(
+    tern_tsdb *db, tsdb_device *d, const char *tags, size_t len, bool *changed);
+int tsdb_metric_get(tern_tsdb *db, const char *name, size_t len, bool create, uint32_t *out);
+/* tsdb_series_get finds or (create) makes the series (device, metric). TERN_EQUOTA beyond the
+ * series limit, TERN_EINVAL on a kind conflict (kind 0 = any). */
+int tsdb_series_get(
+    tern_tsdb *db, tsdb_device *d, uint32_t metric, uint8_t kind, bool create, tsdb_series **out);
+/* tsdb_series_create_id makes a series with a given id (WAL replay). */
+int tsdb_series_create_id(
+    tern_tsdb *db, uint32_t id, uint32_t device, uint32_t metric, uint8_t kind);
+int tsdb_device_create_id(tern_tsdb *db, uint32_t id, const char *name, size_t len);
+int tsdb_metric_create_id(tern_tsdb *db, uint32_t id, const char *name, size_t len);
+void tsdb_index_free(tern_tsdb *db);
+/* tsdb_device_name_cmp orders device ids by device name (qsort_r, arg = the store). */
+int tsdb_device_name_cmp(const void *a, const void *b, void *db);
+/* tsdb_canonical_tags sorts "k=v,k=v" by key into out (NUL-terminated). TERN_EINVAL if malformed.
+ */
+int tsdb_canonical_tags(const char *tags, size_t len, tern_buf *out);
+/* tsdb_tags_match: every k=v of filter is in tags (both canonical or not). */
+bool tsdb_tags_match(const char *tags, const char *filter);
+/* tsdb_tag_value finds key in tags; returns its value and length, or NULL. */
+const char *tsdb_tag_value(const char *tags, const char *key, size_t *len);
+
+/* ---- head.c ---- */
+/* tsdb_head_add puts one point into the series (buffer, fragment seal, or late list). */
+int tsdb_head_add(tern_tsdb *db, tsdb_series *s, int64_t ts, uint64_t v);
+/* tsdb_head_collect appends the series' head points with ts in [lo, hi) to out (sorted, unique,
+ * later writes winning): fragments, buffer and late list merged. */
+int tsdb_head_collect(const tsdb_series *s, int64_t lo, int64_t hi, tern_buf *out);
+/* tsdb_head_take removes and returns (like collect) every point with ts < before. */
+int tsdb_head_take(tern_tsdb *db, tsdb_series *s, int64_t before, tern_buf *out);
+/* tsdb_head_min_ts: the series' oldest head point, INT64_MAX if none. */
+int64_t tsdb_head_min_ts(const tsdb_series *s);
+size_t tsdb_head_bytes(const tsdb_series *s);
+void tsdb_series_free(tsdb_series *s);
+
+/* ---- merge.c ---- */
+/* tsdb_merge_into merges the sorted unique run b into the sorted unique run a (a tern_buf of
+ * tsdb_point); on equal timestamps b wins. */
+int tsdb_merge_into(tern_buf *a, const tsdb_point *b, size_t nb);
+
+/* ---- block.c ---- */
+typedef struct tsdb_block_writer tsdb_block_writer;
+int tsdb_block_writer_open(tern_tsdb *db, int64_t min_ts, int64_t max_ts, tsdb_block_writer **out);
+/* series must be added device by device in device-name order, and within a device in
+ * metric-name order; points sorted unique, all within the block's range. */
+int tsdb_block_writer_device(tsdb_block_writer *w, const char *name, size_t len, const char *tags);
+int tsdb_block_writer_series(tsdb_block_writer *w, const char *metric, size_t metric_len,
+    uint8_t kind, const tsdb_point *pts, size_t n);
+/* tsdb_block_writer_finish writes the index, fsyncs, renames into place and loads the block. */
+int tsdb_block_writer_finish(tsdb_block_writer *w, tsdb_block **out);
+void tsdb_block_writer_abort(tsdb_block_writer *w);
+int tsdb_block_load(const char *path, tsdb_block **out, char *err, size_t err_cap);
+void tsdb_block_unref(tsdb_block *b);
+/* tsdb_block_find_device: index of the device entry or -1. */
+long tsdb_block_find_device(const tsdb_block *b, const char *name, size_t len);
+/* tsdb_block_device reads entry i: name, tags, and a cursor over its series. */
+typedef struct tsdb_block_dev {
+    const char *name;
+    uint32_t name_len;
+    const char *tags;
+    uint32_t tags_len;
+    const uint8_t *series_pos, *series_end;
+    uint32_t n_series;
+    const uint8_t *chunk_pos;
+} tsdb_block_dev;
+int tsdb_block_device(const tsdb_block *b, uint32_t i, tsdb_block_dev *out);
+/* tsdb_block_next_series reads the next series of the device cursor. 1 = got one, 0 = end. */
+int tsdb_block_next_series(const tsdb_block *b, tsdb_block_dev *d, tsdb_block_series *out);
+/* tsdb_block_decode appends the series' points in [lo, hi) to out (tsdb_point). */
+int tsdb_block_decode(const tsdb_block_series *s, int64_t lo, int64_t hi, tern_buf *out);
+
+#endif
