@@ -75,14 +75,14 @@ int main(int argc, char **argv)
         name_len[m] = strlen(names[m]);
     }
     tern_sim_device **devs = calloc((size_t)devices, sizeof(*devs));
-    char (*dev_names)[24] = calloc((size_t)devices, 24);
-    char (*dev_tags)[128] = calloc((size_t)devices, 128);
+    char(*dev_names)[24] = calloc((size_t)devices, 24);
+    char(*dev_tags)[128] = calloc((size_t)devices, 128);
     for (long d = 0; d < devices; d++) {
         tern_profile_device_init(prof, (uint64_t)d, &devs[d]);
         snprintf(dev_names[d], 24, "dev%06ld", d + 1);
         char fleet[32], region[32], model[32];
-        tern_profile_device_tags(prof, (uint64_t)d, fleet, sizeof fleet, region, sizeof region,
-            model, sizeof model);
+        tern_profile_device_tags(
+            prof, (uint64_t)d, fleet, sizeof fleet, region, sizeof region, model, sizeof model);
         snprintf(dev_tags[d], 128, "fleet=%s,region=%s,model=%s", fleet, region, model);
     }
     long rss0 = rss_kb();
@@ -111,8 +111,8 @@ int main(int argc, char **argv)
             tern_tsdb_batch_reset(b);
             for (long d = d0; d < devices && d < d0 + 1000; d++) {
                 tern_profile_step(prof, devs[d], ts, vals);
-                tern_tsdb_batch_device(b, dev_names[d], strlen(dev_names[d]), dev_tags[d],
-                    strlen(dev_tags[d]));
+                tern_tsdb_batch_device(
+                    b, dev_names[d], strlen(dev_names[d]), dev_tags[d], strlen(dev_tags[d]));
                 for (size_t m = 0; m < nm; m++) {
                     if (tern_profile_metric_decimals(prof, m) < 0)
                         tern_tsdb_batch_add_i64(b, names[m], name_len[m], ts, (int64_t)vals[m]);

@@ -586,42 +586,53 @@ int tsdb_block_next_series(const tsdb_block *b, tsdb_block_dev *d, tsdb_block_se
     return 1;
 }
 
-int tsdb_block_decode(const tsdb_block_series *s, int64_t lo, int64_t hi, tern_buf *out)
+int tsdb_block_decode(
+    const tsdb_block_series *s, int64_t lo, int64_t hi, tern_buf *out, tern_buf *scratch)
 {
     if (s->max_ts < lo || s->min_ts >= hi)
         return 0;
     if (tern_crc32c_update(0, s->chunk, s->chunk_len) != s->crc)
         return TERN_ECORRUPT;
     size_t n = s->count;
-    int64_t *ts = tern_malloc(n * sizeof(*ts));
-    uint64_t *v = tern_malloc(n * sizeof(*v));
-    int rc = 0;
-    if (!ts || !v)
-        rc = TERN_ENOMEM;
-    size_t got = 0;
-    if (rc == 0) {
-        if (s->kind == TERN_VALUE_F64)
-            rc = tern_chunk_decode_f64(s->chunk, s->chunk_len, ts, (double *)(void *)v, n, &got);
-        else
-            rc = tern_chunk_decode_i64(s->chunk, s->chunk_len, ts, (int64_t *)(void *)v, n, &got);
-    }
-    if (rc == 0 && got != n)
-        rc = TERN_ECORRUPT;
+    tern_buf own = TERN_BUF_INIT;
+    tern_buf *tmp = scratch ? scratch : &own;
+    tern_buf_reset(tmp);
+    int rc = tern_buf_reserve(tmp, n * 2 * sizeof(int64_t));
     if (rc == 0)
         rc = tern_buf_reserve(out, n * sizeof(tsdb_point));
+    if (rc) {
+        tern_buf_free(&own);
+        return rc;
+    }
+    int64_t *ts = (int64_t *)(void *)tmp->data;
+    uint64_t *v = (uint64_t *)(void *)(tmp->data + n * sizeof(int64_t));
+    size_t got = 0;
+    if (s->kind == TERN_VALUE_F64)
+        rc = tern_chunk_decode_f64(s->chunk, s->chunk_len, ts, (double *)(void *)v, n, &got);
+    else
+        rc = tern_chunk_decode_i64(s->chunk, s->chunk_len, ts, (int64_t *)(void *)v, n, &got);
+    if (rc == 0 && got != n)
+        rc = TERN_ECORRUPT;
     if (rc == 0) {
         tsdb_point *dst = (tsdb_point *)(void *)(out->data + out->len);
         size_t k = 0;
-        for (size_t i = 0; i < n; i++) {
-            if (ts[i] < lo || ts[i] >= hi)
-                continue;
-            dst[k].ts = ts[i];
-            dst[k].v = v[i];
-            k++;
+        if (s->min_ts >= lo && s->max_ts < hi) {
+            for (size_t i = 0; i < n; i++) {
+                dst[i].ts = ts[i];
+                dst[i].v = v[i];
+            }
+            k = n;
+        } else {
+            for (size_t i = 0; i < n; i++) {
+                if (ts[i] < lo || ts[i] >= hi)
+                    continue;
+                dst[k].ts = ts[i];
+                dst[k].v = v[i];
+                k++;
+            }
         }
         out->len += k * sizeof(tsdb_point);
     }
-    tern_free(ts);
-    tern_free(v);
+    tern_buf_free(&own);
     return rc;
 }

@@ -165,21 +165,106 @@ static double point_value(uint8_t kind, uint64_t bits)
     return d;
 }
 
+/* acc_add_run adds n time-ordered points that all fall in a's bucket: the common case of a
+ * scan (one bucket per series), kept to a tight loop. Same results as n acc_add calls. */
+static int acc_add_run(acc *a, const tsdb_point *p, size_t n, uint8_t kind, bool keep)
+{
+    if (n == 0)
+        return 0;
+    if (keep || a->count == 0) {
+        int rc = acc_add(a, p[0].ts, point_value(kind, p[0].v), keep);
+        for (size_t i = 1; rc == 0 && i < n && keep; i++)
+            rc = acc_add(a, p[i].ts, point_value(kind, p[i].v), keep);
+        if (keep || rc)
+            return rc;
+        p++;
+        n--;
+    }
+    double sum = 0, mn = a->min, mx = a->max;
+    if (kind == TERN_VALUE_I64) {
+        for (size_t i = 0; i < n; i++) {
+            double v = (double)(int64_t)p[i].v;
+            sum += v;
+            mn = v < mn || mn != mn ? v : mn;
+            mx = v > mx || mx != mx ? v : mx;
+        }
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            double v;
+            memcpy(&v, &p[i].v, sizeof(v));
+            sum += v;
+            mn = v < mn || mn != mn ? v : mn;
+            mx = v > mx || mx != mx ? v : mx;
+        }
+    }
+    a->sum += sum;
+    a->min = mn;
+    a->max = mx;
+    a->count += n;
+    if (n && p[n - 1].ts >= a->last_ts) {
+        a->last_ts = p[n - 1].ts;
+        a->last = point_value(kind, p[n - 1].v);
+    }
+    return 0;
+}
+
+/* acc_merge folds b into a (b's values move to a). */
+static int acc_merge(acc *a, acc *b)
+{
+    if (b->count == 0)
+        return 0;
+    if (a->count == 0) {
+        double *vals = a->vals;
+        *a = *b;
+        b->vals = vals;
+        b->n_vals = 0;
+        b->cap_vals = 0;
+        tern_free(vals);
+        b->vals = NULL;
+        return 0;
+    }
+    a->count += b->count;
+    a->sum += b->sum;
+    if (b->min < a->min || a->min != a->min)
+        a->min = b->min;
+    if (b->max > a->max || a->max != a->max)
+        a->max = b->max;
+    if (b->last_ts >= a->last_ts) {
+        a->last_ts = b->last_ts;
+        a->last = b->last;
+    }
+    if (b->n_vals) {
+        if (a->n_vals + b->n_vals > a->cap_vals) {
+            double *p = tern_realloc(a->vals, (a->n_vals + b->n_vals) * sizeof(double));
+            if (!p)
+                return TERN_ENOMEM;
+            a->vals = p;
+            a->cap_vals = a->n_vals + b->n_vals;
+        }
+        memcpy(a->vals + a->n_vals, b->vals, b->n_vals * sizeof(double));
+        a->n_vals += b->n_vals;
+    }
+    return 0;
+}
+
 /* ---- per-device gathering ---- */
 
 typedef struct metric_pts {
-    char *name;
+    const char *name; /* points into the store's metric table or a referenced block's map */
     size_t len;
     uint8_t kind;
     tern_buf pts;  /* tsdb_point, merged from blocks */
     tern_buf head; /* tsdb_point from the head, merged last */
 } metric_pts;
 
+/* One device's points, metric by metric. Entries and their buffers are kept from device to
+ * device (reset, not freed), so a scan does not allocate per series. */
 typedef struct dev_pts {
     metric_pts *m;
     size_t n, cap;
     tsdb_block **blocks;
-    size_t n_blocks;
+    size_t n_blocks, cap_blocks;
+    tern_buf one, scratch;
 } dev_pts;
 
 static bool metric_selected(const tern_tsdb_query *q, const char *name, size_t len)
@@ -200,33 +285,41 @@ static metric_pts *dev_metric(dev_pts *d, const char *name, size_t len, uint8_t 
         metric_pts *p = tern_realloc(d->m, cap * sizeof(*p));
         if (!p)
             return NULL;
+        memset(p + d->cap, 0, (cap - d->cap) * sizeof(*p));
         d->m = p;
         d->cap = cap;
     }
     metric_pts *m = &d->m[d->n];
-    memset(m, 0, sizeof(*m));
-    m->name = tern_strndup(name, len);
-    if (!m->name)
-        return NULL;
+    tern_buf_reset(&m->pts);
+    tern_buf_reset(&m->head);
+    m->name = name;
     m->len = len;
     m->kind = kind;
     d->n++;
     return m;
 }
 
+/* dev_pts_clear forgets the device (dropping its block references) but keeps the memory. */
 static void dev_pts_clear(dev_pts *d)
 {
-    for (size_t i = 0; i < d->n; i++) {
-        tern_free(d->m[i].name);
-        tern_buf_free(&d->m[i].pts);
-        tern_buf_free(&d->m[i].head);
-    }
     d->n = 0;
     for (size_t i = 0; i < d->n_blocks; i++)
         tsdb_block_unref(d->blocks[i]);
-    tern_free(d->blocks);
-    d->blocks = NULL;
     d->n_blocks = 0;
+}
+
+static void dev_pts_free(dev_pts *d)
+{
+    dev_pts_clear(d);
+    for (size_t i = 0; i < d->cap; i++) {
+        tern_buf_free(&d->m[i].pts);
+        tern_buf_free(&d->m[i].head);
+    }
+    tern_free(d->m);
+    tern_free(d->blocks);
+    tern_buf_free(&d->one);
+    tern_buf_free(&d->scratch);
+    memset(d, 0, sizeof(*d));
 }
 
 static int seq_cmp(const void *a, const void *b)
@@ -252,9 +345,13 @@ static int gather_locked(
     }
     if (rc)
         return rc;
-    d->blocks = tern_malloc((db->n_blocks ? db->n_blocks : 1) * sizeof(*d->blocks));
-    if (!d->blocks)
-        return TERN_ENOMEM;
+    if (d->cap_blocks < db->n_blocks) {
+        tsdb_block **p = tern_realloc(d->blocks, db->n_blocks * sizeof(*p));
+        if (!p)
+            return TERN_ENOMEM;
+        d->blocks = p;
+        d->cap_blocks = db->n_blocks;
+    }
     for (size_t i = 0; i < db->n_blocks; i++) {
         tsdb_block *b = db->blocks[i];
         if (b->max_ts < q->start_ms || b->min_ts >= q->end_ms)
@@ -267,8 +364,8 @@ static int gather_locked(
 
 static int gather_blocks(const char *dev_name, size_t dev_len, const tern_tsdb_query *q, dev_pts *d)
 {
-    qsort(d->blocks, d->n_blocks, sizeof(*d->blocks), seq_cmp);
-    tern_buf one = TERN_BUF_INIT;
+    if (d->n_blocks > 1)
+        qsort(d->blocks, d->n_blocks, sizeof(*d->blocks), seq_cmp);
     int rc = 0;
     for (size_t i = 0; i < d->n_blocks && rc == 0; i++) {
         const tsdb_block *b = d->blocks[i];
@@ -289,11 +386,16 @@ static int gather_blocks(const char *dev_name, size_t dev_len, const tern_tsdb_q
                 rc = TERN_ENOMEM;
                 break;
             }
-            tern_buf_reset(&one);
-            rc = tsdb_block_decode(&s, q->start_ms, q->end_ms, &one);
+            if (mp->pts.len == 0) {
+                /* the first run of this series: decode in place, nothing to merge */
+                rc = tsdb_block_decode(&s, q->start_ms, q->end_ms, &mp->pts, &d->scratch);
+                continue;
+            }
+            tern_buf_reset(&d->one);
+            rc = tsdb_block_decode(&s, q->start_ms, q->end_ms, &d->one, &d->scratch);
             if (rc == 0)
-                rc = tsdb_merge_into(&mp->pts, (const tsdb_point *)(const void *)one.data,
-                    one.len / sizeof(tsdb_point));
+                rc = tsdb_merge_into(&mp->pts, (const tsdb_point *)(const void *)d->one.data,
+                    d->one.len / sizeof(tsdb_point));
         }
         if (rc == 0 && got < 0)
             rc = got;
@@ -301,7 +403,6 @@ static int gather_blocks(const char *dev_name, size_t dev_len, const tern_tsdb_q
     for (size_t i = 0; i < d->n && rc == 0; i++)
         rc = tsdb_merge_into(&d->m[i].pts, (const tsdb_point *)(const void *)d->m[i].head.data,
             d->m[i].head.len / sizeof(tsdb_point));
-    tern_buf_free(&one);
     return rc;
 }
 
@@ -438,11 +539,19 @@ static int process_series(query_ctx *c, const tsdb_device *dev, const char *tags
         for (uint64_t i = 0; i < c->n_buckets; i++)
             acc_reset(&buckets[i]);
     }
-    for (size_t i = 0; i < n; i++) {
-        uint64_t bi = (uint64_t)(p[i].ts - q->start_ms) / (uint64_t)w;
-        int rc = acc_add(&buckets[bi], p[i].ts, point_value(m->kind, p[i].v), keep);
+    uint64_t first = n ? (uint64_t)(p[0].ts - q->start_ms) / (uint64_t)w : 0;
+    uint64_t last = n ? (uint64_t)(p[n - 1].ts - q->start_ms) / (uint64_t)w : 0;
+    if (first == last) {
+        int rc = acc_add_run(&buckets[first], p, n, m->kind, keep);
         if (rc)
             return rc;
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            uint64_t bi = (uint64_t)(p[i].ts - q->start_ms) / (uint64_t)w;
+            int rc = acc_add(&buckets[bi], p[i].ts, point_value(m->kind, p[i].v), keep);
+            if (rc)
+                return rc;
+        }
     }
     if (q->sel.group_by)
         return 0;
@@ -456,6 +565,50 @@ static int process_series(query_ctx *c, const tsdb_device *dev, const char *tags
             return rc;
     }
     return 0;
+}
+
+/* Reads and processes devices ids[0..n), one at a time. */
+static int scan_devices(tern_tsdb *db, query_ctx *c, const uint32_t *ids, uint32_t n, dev_pts *d)
+{
+    const tern_tsdb_query *q = c->q;
+    char *tags = NULL;
+    int rc = 0;
+    for (uint32_t k = 0; k < n && rc == 0; k++) {
+        pthread_mutex_lock(&db->mu);
+        tsdb_device *dev = db->devices[ids[k]];
+        tern_free(tags);
+        tags = dev->tags ? tern_strdup(dev->tags) : NULL;
+        rc = dev->tags && !tags ? TERN_ENOMEM : gather_locked(db, dev, q, d);
+        pthread_mutex_unlock(&db->mu);
+        /* device records are never freed while the store is open: dev stays valid */
+        if (rc == 0)
+            rc = gather_blocks(dev->name, dev->name_len, q, d);
+        if (rc == 0 && d->n > 1)
+            qsort(d->m, d->n, sizeof(*d->m), metric_pts_cmp);
+        for (size_t i = 0; i < d->n && rc == 0; i++)
+            if (d->m[i].pts.len)
+                rc = process_series(c, dev, tags, &d->m[i]);
+        dev_pts_clear(d);
+    }
+    tern_free(tags);
+    return rc;
+}
+
+typedef struct scan_part {
+    query_ctx c;
+    const uint32_t *ids;
+    uint32_t n_ids;
+    int rc;
+} scan_part;
+
+static void *scan_thread(void *arg)
+{
+    scan_part *p = arg;
+    dev_pts d;
+    memset(&d, 0, sizeof(d));
+    p->rc = scan_devices(p->c.db, &p->c, p->ids, p->n_ids, &d);
+    dev_pts_free(&d);
+    return NULL;
 }
 
 int tern_tsdb_query_run(tern_tsdb *db, const tern_tsdb_query *q, tern_tsdb_row_fn fn, void *arg,
@@ -537,28 +690,43 @@ int tern_tsdb_query_run(tern_tsdb *db, const tern_tsdb_query *q, tern_tsdb_row_f
     }
     pthread_mutex_unlock(&db->mu);
 
-    dev_pts d;
-    memset(&d, 0, sizeof(d));
-    char *tags = NULL;
-    for (uint32_t k = 0; k < n_ids && rc == 0; k++) {
-        pthread_mutex_lock(&db->mu);
-        tsdb_device *dev = db->devices[ids[k]];
-        tern_free(tags);
-        tags = dev->tags ? tern_strdup(dev->tags) : NULL;
-        rc = gather_locked(db, dev, q, &d);
-        pthread_mutex_unlock(&db->mu);
-        /* device records are never freed while the store is open: dev stays valid */
-        if (rc == 0)
-            rc = gather_blocks(dev->name, dev->name_len, q, &d);
-        if (rc == 0)
-            qsort(d.m, d.n, sizeof(*d.m), metric_pts_cmp);
-        for (size_t i = 0; i < d.n && rc == 0; i++)
-            if (d.m[i].pts.len)
-                rc = process_series(&c, dev, tags, &d.m[i]);
-        dev_pts_clear(&d);
+    if (rc == 0) {
+        /* A grouped query over many devices runs on two threads (the machine's cores), each
+         * folding half of the devices into its own groups, merged at the end. */
+        bool parallel = q->sel.group_by && n_ids >= 64;
+        scan_part part = { .c = c, .ids = ids + n_ids / 2, .n_ids = n_ids - n_ids / 2 };
+        part.c.groups = NULL;
+        part.c.n_groups = part.c.cap_groups = 0;
+        pthread_t th;
+        if (parallel && pthread_create(&th, NULL, scan_thread, &part) != 0)
+            parallel = false;
+        dev_pts d;
+        memset(&d, 0, sizeof(d));
+        rc = scan_devices(db, &c, ids, parallel ? n_ids / 2 : n_ids, &d);
+        dev_pts_free(&d);
+        if (parallel) {
+            pthread_join(th, NULL);
+            if (rc == 0)
+                rc = part.rc;
+            for (size_t g = 0; g < part.c.n_groups; g++) {
+                group *pg = &part.c.groups[g];
+                group *mg = rc == 0
+                    ? find_group(&c, pg->value, strlen(pg->value), pg->metric, strlen(pg->metric))
+                    : NULL;
+                if (rc == 0 && !mg)
+                    rc = TERN_ENOMEM;
+                for (uint64_t i = 0; i < c.n_buckets; i++) {
+                    if (rc == 0)
+                        rc = acc_merge(&mg->buckets[i], &pg->buckets[i]);
+                    tern_free(pg->buckets[i].vals);
+                }
+                tern_free(pg->buckets);
+                tern_free(pg->value);
+                tern_free(pg->metric);
+            }
+            tern_free(part.c.groups);
+        }
     }
-    tern_free(tags);
-    tern_free(d.m);
     tern_free(ids);
     if (rc == 0 && q->sel.group_by) {
         qsort(c.groups, c.n_groups, sizeof(*c.groups), group_cmp);
@@ -623,6 +791,7 @@ int tern_tsdb_last(tern_tsdb *db, const char *device, tern_tsdb_row_fn fn, void 
     }
     if (rc == 0) {
         d.blocks = tern_malloc((db->n_blocks ? db->n_blocks : 1) * sizeof(*d.blocks));
+        d.cap_blocks = db->n_blocks;
         if (!d.blocks)
             rc = TERN_ENOMEM;
         for (size_t i = 0; rc == 0 && i < db->n_blocks; i++) {
@@ -653,7 +822,7 @@ int tern_tsdb_last(tern_tsdb *db, const char *device, tern_tsdb_row_fn fn, void 
             if (mp->pts.len && cur->ts > s.max_ts)
                 continue;
             tern_buf_reset(&one);
-            rc = tsdb_block_decode(&s, s.max_ts, INT64_MAX, &one);
+            rc = tsdb_block_decode(&s, s.max_ts, INT64_MAX, &one, &d.scratch);
             if (rc == 0 && one.len) {
                 tern_buf_reset(&mp->pts);
                 rc = tern_buf_append(
@@ -690,7 +859,6 @@ int tern_tsdb_last(tern_tsdb *db, const char *device, tern_tsdb_row_fn fn, void 
             memcpy(&row.v.f, &best->v, sizeof(double));
         rc = fn(arg, &row);
     }
-    dev_pts_clear(&d);
-    tern_free(d.m);
+    dev_pts_free(&d);
     return rc;
 }

@@ -945,7 +945,7 @@ static int merge_blocks(
     uint32_t *cursor = tern_calloc(n, sizeof(*cursor));
     merge_src *srcs = NULL;
     size_t n_srcs = 0, cap_srcs = 0;
-    tern_buf merged = TERN_BUF_INIT, one = TERN_BUF_INIT;
+    tern_buf merged = TERN_BUF_INIT, one = TERN_BUF_INIT, scratch = TERN_BUF_INIT;
     if (!cursor)
         rc = TERN_ENOMEM;
     for (;;) {
@@ -1024,7 +1024,7 @@ static int merge_blocks(
             while (rc == 0 && e < n_srcs && srcs[e].s.metric_len == srcs[i].s.metric_len
                 && memcmp(srcs[e].s.metric, srcs[i].s.metric, srcs[i].s.metric_len) == 0) {
                 tern_buf_reset(&one);
-                rc = tsdb_block_decode(&srcs[e].s, INT64_MIN, INT64_MAX, &one);
+                rc = tsdb_block_decode(&srcs[e].s, INT64_MIN, INT64_MAX, &one, &scratch);
                 if (rc == 0 && srcs[e].s.kind != srcs[i].s.kind)
                     rc = 0; /* a kind change across blocks: the newest kind's points win below */
                 if (rc == 0)
@@ -1041,6 +1041,7 @@ static int merge_blocks(
     }
     tern_buf_free(&merged);
     tern_buf_free(&one);
+    tern_buf_free(&scratch);
     tern_free(srcs);
     tern_free(cursor);
     if (rc) {

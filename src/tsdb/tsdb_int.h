@@ -225,7 +225,9 @@ typedef struct tsdb_block_dev {
 int tsdb_block_device(const tsdb_block *b, uint32_t i, tsdb_block_dev *out);
 /* tsdb_block_next_series reads the next series of the device cursor. 1 = got one, 0 = end. */
 int tsdb_block_next_series(const tsdb_block *b, tsdb_block_dev *d, tsdb_block_series *out);
-/* tsdb_block_decode appends the series' points in [lo, hi) to out (tsdb_point). */
-int tsdb_block_decode(const tsdb_block_series *s, int64_t lo, int64_t hi, tern_buf *out);
+/* tsdb_block_decode appends the series' points in [lo, hi) to out (tsdb_point), after checking
+ * the chunk's CRC. scratch (may be NULL) is reused working memory. */
+int tsdb_block_decode(
+    const tsdb_block_series *s, int64_t lo, int64_t hi, tern_buf *out, tern_buf *scratch);
 
 #endif

@@ -178,8 +178,8 @@ static void check_series(tern_tsdb *db, int d, int m)
     char err[256];
     assert_int_equal(tern_tsdb_query_run(db, &q, collect_row, &got, err, sizeof err), 0);
     if (got.n != s->n) {
-        fprintf(stderr, "series %s/%s: %zu points, model %zu\n", dev_name(d), met_name(m), got.n,
-            s->n);
+        fprintf(
+            stderr, "series %s/%s: %zu points, model %zu\n", dev_name(d), met_name(m), got.n, s->n);
         for (size_t i = 0; i < got.n || i < s->n; i++)
             fprintf(stderr, "  %lld %016llx | %lld %016llx\n",
                 i < got.n ? (long long)(got.ts[i] - T0) : 0LL,
@@ -219,7 +219,8 @@ static void check_series(tern_tsdb *db, int d, int m)
         /* values[] in bit order: min, max, sum, count, last */
         assert_true(got.agg[row][0] == mn);
         assert_true(got.agg[row][1] == mx);
-        assert_true(got.agg[row][2] == sum || fabs(got.agg[row][2] - sum) <= 1e-9 * fabs(sum) + 1e-9);
+        assert_true(
+            got.agg[row][2] == sum || fabs(got.agg[row][2] - sum) <= 1e-9 * fabs(sum) + 1e-9);
         assert_true(got.agg[row][3] == (double)cnt);
         assert_true(got.agg[row][4] == last);
         row++;
@@ -246,15 +247,15 @@ static void write_random(tern_tsdb *db, int n_points, int64_t head_ts)
         ts -= ts % 1000;
         char tags[64];
         snprintf(tags, sizeof tags, "region=r%d,fleet=f%d", d % 2, d % 3);
-        assert_int_equal(tern_tsdb_batch_device(b, dev_name(d), strlen(dev_name(d)), tags,
-                             strlen(tags)),
-            0);
+        assert_int_equal(
+            tern_tsdb_batch_device(b, dev_name(d), strlen(dev_name(d)), tags, strlen(tags)), 0);
         uint64_t bits;
         if (met_kind(m) == TERN_VALUE_I64) {
             int64_t v = (int64_t)(rnd() % 2000000) - 1000000;
             if (rnd() % 50 == 0)
                 v = rnd() % 2 ? INT64_MAX : INT64_MIN;
-            assert_int_equal(tern_tsdb_batch_add_i64(b, met_name(m), strlen(met_name(m)), ts, v), 0);
+            assert_int_equal(
+                tern_tsdb_batch_add_i64(b, met_name(m), strlen(met_name(m)), ts, v), 0);
             bits = (uint64_t)v;
         } else {
             double v = (double)(int64_t)(rnd() % 20001 - 10000) / 10.0;
@@ -267,7 +268,8 @@ static void write_random(tern_tsdb *db, int n_points, int64_t head_ts)
                 v = 1e-310; /* subnormal */
             else if (k == 3)
                 v = 0.1 + 0.2;
-            assert_int_equal(tern_tsdb_batch_add_f64(b, met_name(m), strlen(met_name(m)), ts, v), 0);
+            assert_int_equal(
+                tern_tsdb_batch_add_f64(b, met_name(m), strlen(met_name(m)), ts, v), 0);
             memcpy(&bits, &v, 8);
         }
         model_put(d, m, ts, bits);
@@ -426,8 +428,8 @@ static void test_last_and_groups(void **state)
         assert_int_equal(got.n, 2);
         assert_string_equal(got.group[0], "eu");
         assert_true(fabs(got.agg[0][0] - 99.5) < 1e-9); /* avg of 0..199 */
-        assert_true(got.agg[0][1] == 200);             /* count */
-        assert_true(got.agg[0][2] == 189); /* p95: nearest rank 190 of 0..199 */
+        assert_true(got.agg[0][1] == 200);              /* count */
+        assert_true(got.agg[0][2] == 189);              /* p95: nearest rank 190 of 0..199 */
         /* tag filter */
         q.sel.group_by = NULL;
         q.sel.tags = "region=us,model=m2";
@@ -456,6 +458,58 @@ static void test_last_and_groups(void **state)
     assert_int_equal(mask, TERN_AGG_AVG | TERN_AGG_P95);
     assert_int_equal(tern_tsdb_agg_parse("avg,median", &mask, err, sizeof err), TERN_EINVAL);
     assert_non_null(strstr(err, "median"));
+    assert_int_equal(tern_tsdb_close(db, true), 0);
+    rm_rf(dir);
+    free(dir);
+}
+
+/* A grouped scan over many devices runs on two threads; its groups must equal what one
+ * thread computes from the same points (checked against sums known in closed form). */
+static void test_parallel_grouped_scan(void **state)
+{
+    (void)state;
+    char *dir = make_tmpdir();
+    tern_tsdb *db = open_db(dir, 0);
+    tern_tsdb_batch *b;
+    assert_int_equal(tern_tsdb_batch_new(&b), 0);
+    for (int d = 0; d < 200; d++) {
+        char name[16], tags[32];
+        snprintf(name, sizeof name, "dev%03d", d);
+        snprintf(tags, sizeof tags, "region=r%d", d % 3);
+        assert_int_equal(tern_tsdb_batch_device(b, name, strlen(name), tags, strlen(tags)), 0);
+        for (int i = 0; i < 50; i++)
+            assert_int_equal(tern_tsdb_batch_add_i64(b, "v", 1, T0 + i * 1000, d * 1000 + i), 0);
+    }
+    assert_int_equal(tern_tsdb_write(db, b, NULL, NULL), 0);
+    tern_tsdb_batch_free(b);
+    for (int pass = 0; pass < 2; pass++) {
+        tern_tsdb_query q;
+        memset(&q, 0, sizeof q);
+        q.sel.group_by = "region";
+        q.start_ms = T0;
+        q.end_ms = T0 + HOUR;
+        q.aggs = TERN_AGG_SUM | TERN_AGG_COUNT | TERN_AGG_MAX | TERN_AGG_P95;
+        got.n = 0;
+        char err[200];
+        assert_int_equal(tern_tsdb_query_run(db, &q, collect_row, &got, err, sizeof err), 0);
+        assert_int_equal(got.n, 3);
+        for (int r = 0; r < 3; r++) {
+            double sum = 0, mx = 0;
+            uint64_t cnt = 0;
+            for (int d = r; d < 200; d += 3)
+                for (int i = 0; i < 50; i++) {
+                    sum += d * 1000 + i;
+                    mx = d * 1000 + i;
+                    cnt++;
+                }
+            /* values[]: max, sum, count, p95 */
+            assert_true(got.agg[r][0] == mx);
+            assert_true(got.agg[r][1] == sum);
+            assert_true(got.agg[r][2] == (double)cnt);
+            assert_true(got.agg[r][3] <= mx && got.agg[r][3] > 0.9 * mx);
+        }
+        assert_int_equal(tern_tsdb_flush(db), 0);
+    }
     assert_int_equal(tern_tsdb_close(db, true), 0);
     rm_rf(dir);
     free(dir);
@@ -504,7 +558,8 @@ static void test_corrupt_block_refused(void **state)
     q.start_ms = T0;
     q.end_ms = T0 + HOUR;
     got.n = 0;
-    assert_int_equal(tern_tsdb_query_run(db, &q, collect_row, &got, err, sizeof err), TERN_ECORRUPT);
+    assert_int_equal(
+        tern_tsdb_query_run(db, &q, collect_row, &got, err, sizeof err), TERN_ECORRUPT);
     assert_int_equal(got.n, 0);
     assert_int_equal(tern_tsdb_close(db, false), 0);
     rm_rf(dir);
@@ -517,6 +572,7 @@ int main(void)
         cmocka_unit_test(test_random_against_model),
         cmocka_unit_test(test_conflicts_and_limits),
         cmocka_unit_test(test_last_and_groups),
+        cmocka_unit_test(test_parallel_grouped_scan),
         cmocka_unit_test(test_corrupt_block_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
