@@ -122,6 +122,7 @@ int tern_cmd_import(int argc, char **argv)
         device_tag = tern_config_get_string(cfg, "tsdb.device_tag");
     o.no_wal = true;
     o.retention_ms = 0; /* an import of old data must not be dropped as it lands */
+    o.warm_retention_ms = 0;
     struct stat st;
     if (stat(tern_config_get_string(cfg, "data.dir"), &st) != 0)
         (void)mkdir(tern_config_get_string(cfg, "data.dir"), 0755);

@@ -32,7 +32,7 @@ static void usage(FILE *out)
         "usage: tern query [--data DIR] --device D [--metric M] [--from T] [--to T]\n"
         "       tern query [--data DIR] [--device D | --tags k=v,...] [--metric M|*]\n"
         "                  --from T --to T --agg avg,min,max,sum,count,last,p95\n"
-        "                  [--step DURATION] [--group-by TAG|*]\n"
+        "                  [--step DURATION] [--group-by TAG|*] [--tier auto|hot|warm]\n"
         "       tern query [--data DIR] --last --device D\n"
         "T: ms since the epoch, 2026-01-01T00:00:00Z, or now[-1h]. One JSON row per line.\n");
 }
@@ -59,7 +59,7 @@ static int print_row(void *arg, const tern_tsdb_row *row)
 int tern_cmd_query(int argc, char **argv)
 {
     const char *device = NULL, *metric = NULL, *tags = NULL, *group_by = NULL, *from = NULL,
-               *to = NULL, *step = NULL, *agg = NULL, *data = NULL;
+               *to = NULL, *step = NULL, *agg = NULL, *data = NULL, *tier = NULL;
     bool last = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -88,6 +88,8 @@ int tern_cmd_query(int argc, char **argv)
             slot = &agg;
         } else if (strcmp(a, "--data") == 0) {
             slot = &data;
+        } else if (strcmp(a, "--tier") == 0) {
+            slot = &tier;
         }
         if (!slot || i + 1 >= argc) {
             fprintf(stderr, "tern query: unexpected argument '%s'\n", a);
@@ -119,6 +121,16 @@ int tern_cmd_query(int argc, char **argv)
     if ((last || !agg) && !device) {
         fprintf(stderr, "tern query: raw points and --last need --device\n");
         return 2;
+    }
+    if (tier) {
+        if (strcmp(tier, "hot") == 0)
+            q.tier = TERN_TIER_HOT;
+        else if (strcmp(tier, "warm") == 0)
+            q.tier = TERN_TIER_WARM;
+        else if (strcmp(tier, "auto") != 0) {
+            fprintf(stderr, "tern query: --tier is auto, hot or warm\n");
+            return 2;
+        }
     }
     q.sel.device = device;
     q.sel.metric = metric;

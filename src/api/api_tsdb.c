@@ -200,10 +200,17 @@ static int add_row(void *arg, const tern_tsdb_row *row)
     return tern_tsdb_row_json(&c->out, c->aggs, row);
 }
 
-static void respond_rows(tern_http_req *req, rows_ctx *c, int rc, const char *err)
+static const char *tier_name(tern_tsdb_tier t)
+{
+    return t == TERN_TIER_WARM ? "warm" : t == TERN_TIER_AUTO ? "warm+hot" : "hot";
+}
+
+static void respond_rows(
+    tern_http_req *req, rows_ctx *c, int rc, const char *err, tern_tsdb_tier tier)
 {
     if (rc == 0) {
-        tern_buf_printf(&c->out, "],\"count\":%llu}", (unsigned long long)c->n);
+        tern_buf_printf(&c->out, "],\"count\":%llu,\"tier\":\"%s\"}", (unsigned long long)c->n,
+            tier_name(tier));
         tern_http_respond(req, 200, "application/json", c->out.data, c->out.len);
     } else if (rc == TERN_EINVAL || rc == TERN_ETOOBIG) {
         tern_http_respond_error(req, 400, err);
@@ -225,6 +232,17 @@ static void on_query(tern_http_req *req, void *arg)
     const char *start = tern_http_req_param(req, "start"), *end = tern_http_req_param(req, "end");
     const char *step = tern_http_req_param(req, "step"), *agg = tern_http_req_param(req, "agg");
     const char *limit = tern_http_req_param(req, "limit");
+    const char *tier = tern_http_req_param(req, "tier");
+    if (tier && *tier) {
+        if (strcmp(tier, "hot") == 0)
+            q.tier = TERN_TIER_HOT;
+        else if (strcmp(tier, "warm") == 0)
+            q.tier = TERN_TIER_WARM;
+        else if (strcmp(tier, "auto") != 0) {
+            tern_http_respond_error(req, 400, "tier is auto, hot or warm");
+            return;
+        }
+    }
     q.sel.metric = tern_http_req_param(req, "metric");
     q.sel.device = tern_http_req_param(req, "device");
     q.sel.tags = tern_http_req_param(req, "tags");
@@ -267,7 +285,7 @@ static void on_query(tern_http_req *req, void *arg)
     rows_ctx c = { TERN_BUF_INIT, q.aggs, 0 };
     tern_buf_append_str(&c.out, "{\"rows\":[");
     int rc = tern_tsdb_query_run(api->db, &q, add_row, &c, err, sizeof err);
-    respond_rows(req, &c, rc, err);
+    respond_rows(req, &c, rc, err, q.tier_used);
 }
 
 static void on_last(tern_http_req *req, void *arg)
@@ -284,7 +302,7 @@ static void on_last(tern_http_req *req, void *arg)
     char err[200] = "";
     if (rc == TERN_ENOTFOUND)
         snprintf(err, sizeof err, "no device '%.100s'", device);
-    respond_rows(req, &c, rc, err);
+    respond_rows(req, &c, rc, err, TERN_TIER_HOT);
 }
 
 int tern_api_tsdb_new(tern_loop *loop, tern_http_server *srv, tern_tsdb *db, const char *device_tag,

@@ -5,7 +5,8 @@
  *   POST /api/v2/write?bucket=B[&org=O][&precision=ns|us|ms|s]   InfluxDB 2.x
  *   GET  /ping (204), /health (200 {"status":"pass"})
  *   GET  /api/v1/query?metric=M&start=T&end=T[&device=D][&tags=k=v,...][&agg=avg,...]
- *                     [&step=60s][&group_by=TAG|*][&limit=N]            -> {"rows":[...]}
+ *                     [&step=60s][&group_by=TAG|*][&limit=N][&tier=auto|hot|warm]
+ *                                          -> {"rows":[...],"count":N,"tier":"hot|warm|warm+hot"}
  *   GET  /api/v1/last?device=D                                            -> {"rows":[...]}
  *   GET  /metrics   Prometheus text of the process's registry
  *

@@ -6,8 +6,9 @@
  * header and index. Each chunk carries its own CRC in the index, checked before decoding, so a
  * flipped byte gives TERN_ECORRUPT, never a wrong answer.
  *
- * Writing goes to blocks/NNNN.tmp, fsync, rename to blocks/NNNN.blk (NNNN = the block's
- * sequence in hex), fsync of the directory: a block is either whole or absent.
+ * Writing goes to DIR/NNNN.tmp, fsync, rename to DIR/NNNN.blk (NNNN = the block's sequence in
+ * hex; DIR is blocks/ for raw points, warm/ for 1-minute windows), fsync of the directory: a
+ * block is either whole or absent.
  */
 #include "base/alloc.h"
 #include "base/crc32c.h"
@@ -26,7 +27,7 @@
 
 #define BLOCK_MAGIC 0x424e5254u /* "TRNB" little-endian */
 #define BLOCK_VERSION 1u
-#define BLOCK_HEADER 64u
+#define BLOCK_HEADER 80u
 #define BLOCK_FOOTER 72u
 #define DEVICE_ENTRY 32u
 
@@ -64,12 +65,12 @@ struct tsdb_block_writer {
     tern_tsdb *db;
     char *tmp_path, *final_path;
     FILE *f;
-    uint64_t seq;
+    uint64_t seq, src_seq;
     int64_t min_ts, max_ts;     /* declared range */
     int64_t seen_min, seen_max; /* actual points */
     uint64_t n_points, chunk_off;
     uint32_t n_devices, n_series;
-    tern_buf devices, series, strings, metrics, chunk;
+    tern_buf devices, series, strings, metrics, chunk, scratch;
     /* block-local metric names: a small open hash of indexes into metric_names */
     char **metric_names;
     uint32_t *metric_lens;
@@ -137,7 +138,8 @@ static int writer_metric_index(tsdb_block_writer *w, const char *name, size_t le
     return 0;
 }
 
-int tsdb_block_writer_open(tern_tsdb *db, int64_t min_ts, int64_t max_ts, tsdb_block_writer **out)
+int tsdb_block_writer_open(tern_tsdb *db, const char *subdir, int64_t min_ts, int64_t max_ts,
+    uint64_t src_seq, tsdb_block_writer **out)
 {
     tsdb_block_writer *w = tern_calloc(1, sizeof(*w));
     if (!w)
@@ -146,6 +148,7 @@ int tsdb_block_writer_open(tern_tsdb *db, int64_t min_ts, int64_t max_ts, tsdb_b
     w->seq = db->next_block_seq++;
     w->min_ts = min_ts;
     w->max_ts = max_ts;
+    w->src_seq = src_seq;
     w->seen_min = INT64_MAX;
     w->seen_max = INT64_MIN;
     size_t n = strlen(db->dir) + 64;
@@ -155,8 +158,8 @@ int tsdb_block_writer_open(tern_tsdb *db, int64_t min_ts, int64_t max_ts, tsdb_b
         tsdb_block_writer_abort(w);
         return TERN_ENOMEM;
     }
-    snprintf(w->tmp_path, n, "%s/blocks/%016llx.tmp", db->dir, (unsigned long long)w->seq);
-    snprintf(w->final_path, n, "%s/blocks/%016llx.blk", db->dir, (unsigned long long)w->seq);
+    snprintf(w->tmp_path, n, "%s/%s/%016llx.tmp", db->dir, subdir, (unsigned long long)w->seq);
+    snprintf(w->final_path, n, "%s/%s/%016llx.blk", db->dir, subdir, (unsigned long long)w->seq);
     w->f = fopen(w->tmp_path, "wb");
     if (!w->f) {
         int e = -errno;
@@ -200,28 +203,63 @@ int tsdb_block_writer_device(tsdb_block_writer *w, const char *name, size_t len,
     return 0;
 }
 
+int tsdb_block_writer_chunk(tsdb_block_writer *w, const char *metric, size_t metric_len,
+    uint8_t kind, const uint8_t *chunk, size_t len, uint32_t count, int64_t lo, int64_t hi)
+{
+    if (!w->has_device || count == 0 || lo > hi || lo < w->min_ts || hi > w->max_ts)
+        return TERN_EINVAL;
+    uint32_t mi;
+    int rc = writer_metric_index(w, metric, metric_len, &mi);
+    if (rc)
+        return rc;
+    if (fwrite(chunk, 1, len, w->f) != len)
+        return TERN_EIO;
+    uint8_t crc[4];
+    put_le32(crc, tern_crc32c_update(0, chunk, len));
+    rc = tern_varint_append_u64(&w->series, mi);
+    if (!rc)
+        rc = tern_buf_append_u8(&w->series, kind);
+    if (!rc)
+        rc = tern_varint_append_u64(&w->series, count);
+    if (!rc)
+        rc = tern_varint_append_u64(&w->series, (uint64_t)lo - (uint64_t)w->min_ts);
+    if (!rc)
+        rc = tern_varint_append_u64(&w->series, (uint64_t)hi - (uint64_t)lo);
+    if (!rc)
+        rc = tern_varint_append_u64(&w->series, len);
+    if (!rc)
+        rc = tern_buf_append(&w->series, crc, 4);
+    if (rc)
+        return rc;
+    w->chunk_off += len;
+    uint8_t *e = w->devices.data + w->cur_device_off;
+    put_le32(e + 20, get_le32(e + 20) + 1);
+    w->n_series++;
+    w->n_points += count;
+    if (lo < w->seen_min)
+        w->seen_min = lo;
+    if (hi > w->seen_max)
+        w->seen_max = hi;
+    return 0;
+}
+
 int tsdb_block_writer_series(tsdb_block_writer *w, const char *metric, size_t metric_len,
     uint8_t kind, const tsdb_point *pts, size_t n)
 {
     if (!w->has_device || n == 0)
         return n == 0 ? 0 : TERN_EINVAL;
-    uint32_t mi;
-    int rc = writer_metric_index(w, metric, metric_len, &mi);
-    if (rc)
-        return rc;
     /* A series longer than a chunk holds is written as consecutive entries of one metric. */
     for (size_t off = 0; off < n;) {
         size_t take = n - off;
         if (take > TERN_CHUNK_MAX_POINTS)
             take = TERN_CHUNK_MAX_POINTS;
         const tsdb_point *p = pts + off;
-        int64_t *ts = tern_malloc(take * sizeof(*ts));
-        uint64_t *v = tern_malloc(take * sizeof(*v));
-        if (!ts || !v) {
-            tern_free(ts);
-            tern_free(v);
-            return TERN_ENOMEM;
-        }
+        tern_buf_reset(&w->scratch);
+        int rc = tern_buf_reserve(&w->scratch, take * 2 * sizeof(int64_t));
+        if (rc)
+            return rc;
+        int64_t *ts = (int64_t *)(void *)w->scratch.data;
+        uint64_t *v = (uint64_t *)(void *)(w->scratch.data + take * sizeof(int64_t));
         for (size_t i = 0; i < take; i++) {
             ts[i] = p[i].ts;
             v[i] = p[i].v;
@@ -231,41 +269,11 @@ int tsdb_block_writer_series(tsdb_block_writer *w, const char *metric, size_t me
             rc = tern_chunk_encode_f64(&w->chunk, ts, (const double *)(const void *)v, take);
         else
             rc = tern_chunk_encode_i64(&w->chunk, ts, (const int64_t *)(const void *)v, take);
-        tern_free(ts);
-        tern_free(v);
+        if (rc == 0)
+            rc = tsdb_block_writer_chunk(w, metric, metric_len, kind, w->chunk.data, w->chunk.len,
+                (uint32_t)take, p[0].ts, p[take - 1].ts);
         if (rc)
             return rc;
-        if (fwrite(w->chunk.data, 1, w->chunk.len, w->f) != w->chunk.len)
-            return TERN_EIO;
-        int64_t lo = p[0].ts, hi = p[take - 1].ts;
-        if (lo < w->min_ts || hi > w->max_ts)
-            return TERN_EINVAL;
-        uint8_t crc[4];
-        put_le32(crc, tern_crc32c_update(0, w->chunk.data, w->chunk.len));
-        rc = tern_varint_append_u64(&w->series, mi);
-        if (!rc)
-            rc = tern_buf_append_u8(&w->series, kind);
-        if (!rc)
-            rc = tern_varint_append_u64(&w->series, take);
-        if (!rc)
-            rc = tern_varint_append_u64(&w->series, (uint64_t)lo - (uint64_t)w->min_ts);
-        if (!rc)
-            rc = tern_varint_append_u64(&w->series, (uint64_t)hi - (uint64_t)lo);
-        if (!rc)
-            rc = tern_varint_append_u64(&w->series, w->chunk.len);
-        if (!rc)
-            rc = tern_buf_append(&w->series, crc, 4);
-        if (rc)
-            return rc;
-        w->chunk_off += w->chunk.len;
-        uint8_t *e = w->devices.data + w->cur_device_off;
-        put_le32(e + 20, get_le32(e + 20) + 1);
-        w->n_series++;
-        w->n_points += take;
-        if (lo < w->seen_min)
-            w->seen_min = lo;
-        if (hi > w->seen_max)
-            w->seen_max = hi;
         off += take;
     }
     return 0;
@@ -286,6 +294,7 @@ void tsdb_block_writer_abort(tsdb_block_writer *w)
     tern_buf_free(&w->strings);
     tern_buf_free(&w->metrics);
     tern_buf_free(&w->chunk);
+    tern_buf_free(&w->scratch);
     for (uint32_t i = 0; i < w->n_metrics; i++)
         tern_free(w->metric_names[i]);
     tern_free(w->metric_names);
@@ -326,6 +335,8 @@ int tsdb_block_writer_finish(tsdb_block_writer *w, tsdb_block **out)
     put_le64(hdr + 32, (uint64_t)(w->n_points ? w->seen_max : w->max_ts));
     put_le64(hdr + 40, w->n_points);
     put_le64(hdr + 48, w->seq);
+    put_le64(hdr + 56, w->src_seq);
+    put_le64(hdr + 64, (uint64_t)w->min_ts); /* the base series entries' times count from */
     crc = tern_crc32c_update(crc, hdr, sizeof(hdr));
     for (int i = 0; i < 4 && rc == 0; i++) {
         sec_off[i] = off;
@@ -446,6 +457,8 @@ int tsdb_block_load(const char *path, tsdb_block **out, char *err, size_t err_ca
     b->max_ts = (int64_t)get_le64(m + 32);
     b->n_points = get_le64(m + 40);
     b->seq = get_le64(m + 48);
+    b->src_seq = get_le64(m + 56);
+    b->base_ts = (int64_t)get_le64(m + 64);
     b->metrics = m + off[0];
     b->metrics_len = (size_t)sl[0];
     b->devices = m + off[1];
@@ -561,8 +574,9 @@ int tsdb_block_next_series(const tsdb_block *b, tsdb_block_dev *d, tsdb_block_se
         || tern_varint_read_u64(&r, &span) || tern_varint_read_u64(&r, &clen)
         || tern_reader_left(&r) < 4)
         return TERN_ECORRUPT;
-    if (mi >= b->n_metrics || (kind != TERN_VALUE_F64 && kind != TERN_VALUE_I64) || count == 0
-        || count > TERN_CHUNK_MAX_POINTS
+    if (mi >= b->n_metrics
+        || (kind != TERN_VALUE_F64 && kind != TERN_VALUE_I64 && kind != TSDB_KIND_WARM)
+        || count == 0 || count > TERN_CHUNK_MAX_POINTS
         || clen > (size_t)(b->chunks + b->chunks_len - d->chunk_pos))
         return TERN_ECORRUPT;
     out->crc = get_le32(r.data + r.pos);
@@ -576,7 +590,7 @@ int tsdb_block_next_series(const tsdb_block *b, tsdb_block_dev *d, tsdb_block_se
     out->metric_len = (uint32_t)ml;
     out->kind = kind;
     out->count = (uint32_t)count;
-    out->min_ts = (int64_t)((uint64_t)b->min_ts + dlo);
+    out->min_ts = (int64_t)((uint64_t)b->base_ts + dlo);
     out->max_ts = (int64_t)((uint64_t)out->min_ts + span);
     out->chunk = d->chunk_pos;
     out->chunk_len = (uint32_t)clen;
@@ -586,12 +600,19 @@ int tsdb_block_next_series(const tsdb_block *b, tsdb_block_dev *d, tsdb_block_se
     return 1;
 }
 
+int tsdb_block_check(const tsdb_block_series *s)
+{
+    return tern_crc32c_update(0, s->chunk, s->chunk_len) == s->crc ? 0 : TERN_ECORRUPT;
+}
+
 int tsdb_block_decode(
     const tsdb_block_series *s, int64_t lo, int64_t hi, tern_buf *out, tern_buf *scratch)
 {
     if (s->max_ts < lo || s->min_ts >= hi)
         return 0;
-    if (tern_crc32c_update(0, s->chunk, s->chunk_len) != s->crc)
+    if (s->kind != TERN_VALUE_F64 && s->kind != TERN_VALUE_I64)
+        return TERN_EINVAL;
+    if (tsdb_block_check(s) != 0)
         return TERN_ECORRUPT;
     size_t n = s->count;
     tern_buf own = TERN_BUF_INIT;

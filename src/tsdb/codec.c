@@ -650,6 +650,28 @@ static int ts_is_regular(const int64_t *ts, size_t n)
 
 /* dec_min_exp returns the smallest e in 0..DEC_MAX_EXP with (double)m / 10^e == v bit for bit
  * (setting *m), or -1. */
+/* Round to nearest (even), as llrint in the default mode, without a libm call for the common
+ * magnitudes: adding 1.5 * 2^52 pushes the fraction bits out of a double. */
+static inline int64_t fast_rint(double s)
+{
+    if (fabs(s) < 2251799813685248.0) /* 2^51 */
+        return (int64_t)((s + 6755399441055744.0) - 6755399441055744.0);
+    return (int64_t)llrint(s);
+}
+
+/* Whether v is exactly the double nearest m / 10^e for m = rint(v * 10^e). */
+static inline int dec_try(double v, int e, int64_t *m_out)
+{
+    double s = v * pow10_tab[e];
+    if (!(fabs(s) < 4.0e18))
+        return 0;
+    int64_t m = fast_rint(s);
+    if (f64_bits((double)m / pow10_tab[e]) != f64_bits(v))
+        return 0;
+    *m_out = m;
+    return 1;
+}
+
 static int dec_min_exp(double v, int64_t *m_out)
 {
     if (!isfinite(v) || (v == 0.0 && signbit(v)))
@@ -659,7 +681,7 @@ static int dec_min_exp(double v, int64_t *m_out)
         double s = v * pow10_tab[e];
         if (!(fabs(s) < 4.0e18))
             return -1;
-        int64_t m = (int64_t)llrint(s);
+        int64_t m = fast_rint(s);
         if (f64_bits((double)m / pow10_tab[e]) == want) {
             *m_out = m;
             return e;
@@ -670,14 +692,9 @@ static int dec_min_exp(double v, int64_t *m_out)
 
 static int dec_fits(double v, int e, int64_t *m_out)
 {
-    double s = v * pow10_tab[e];
-    if (!isfinite(v) || !(fabs(s) < 4.0e18))
+    if (!isfinite(v))
         return 0;
-    int64_t m = (int64_t)llrint(s);
-    if (f64_bits((double)m / pow10_tab[e]) != f64_bits(v))
-        return 0;
-    *m_out = m;
-    return 1;
+    return dec_try(v, e, m_out);
 }
 
 /*
@@ -690,9 +707,18 @@ static int dec_analyse(const double *vals, size_t n, int64_t *m, uint8_t *exc, s
 {
     size_t hist[DEC_MAX_EXP + 2] = { 0 }; /* last slot: no exponent fits */
     size_t bad = 0;
+    int guess = -1;
     for (size_t i = 0; i < n; i++) {
         int64_t mi;
-        int e = dec_min_exp(vals[i], &mi);
+        int e;
+        /* neighbours share their precision: the last exponent is the minimum again when it
+         * fits and the one below does not (two checks instead of up to DEC_MAX_EXP + 1) */
+        if (guess >= 0 && isfinite(vals[i]) && !(vals[i] == 0.0 && signbit(vals[i]))
+            && dec_try(vals[i], guess, &mi) && (guess == 0 || !dec_try(vals[i], guess - 1, &mi)))
+            e = guess;
+        else
+            e = dec_min_exp(vals[i], &mi);
+        guess = e;
         if (e < 0) {
             hist[DEC_MAX_EXP + 1]++;
             if (++bad > n / 4 + 1)
@@ -1021,8 +1047,12 @@ int tern_chunk_encode_f64_with(tern_buf *out, const int64_t *ts, const double *v
         p.vale = val_enc;
         return emit(out, &p, ts, vals, n);
     }
-    p.m = tern_malloc(n * sizeof *p.m);
-    p.exc = tern_malloc(n);
+    /* small chunks (head fragments) work on the stack: no allocation on the write path */
+    int64_t m_stack[512];
+    uint8_t exc_stack[512];
+    bool on_stack = n <= 512;
+    p.m = on_stack ? m_stack : tern_malloc(n * sizeof *p.m);
+    p.exc = on_stack ? exc_stack : tern_malloc(n);
     if (!p.m || !p.exc) {
         rc = TERN_ENOMEM;
         goto done;
@@ -1058,8 +1088,10 @@ int tern_chunk_encode_f64_with(tern_buf *out, const int64_t *ts, const double *v
     }
     rc = emit(out, &p, ts, vals, n);
 done:
-    tern_free(p.m);
-    tern_free(p.exc);
+    if (!on_stack) {
+        tern_free(p.m);
+        tern_free(p.exc);
+    }
     return rc;
 }
 

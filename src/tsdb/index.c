@@ -226,7 +226,7 @@ static uint32_t device_series_pos(
      * binary search by name (the sort order) then only runs to place a new series. */
     if (d->n_series <= 64) {
         for (uint32_t i = 0; i < d->n_series; i++)
-            if (db->series[d->series[i]]->metric == metric) {
+            if (d->metric[i] == metric) {
                 *found = true;
                 return i;
             }
@@ -234,7 +234,7 @@ static uint32_t device_series_pos(
     uint32_t lo = 0, hi = d->n_series;
     while (lo < hi) {
         uint32_t mid = (lo + hi) / 2;
-        uint32_t m = db->series[d->series[mid]]->metric;
+        uint32_t m = d->metric[mid];
         if (m == metric) {
             *found = true;
             return mid;
@@ -262,8 +262,15 @@ int tsdb_series_create_id(
     if (found)
         return TERN_EEXIST;
     int rc = grow((void **)&db->series, &db->cap_series, id + 1, sizeof(*db->series));
+    uint32_t cap = d->cap_series;
     if (!rc)
-        rc = grow((void **)&d->series, &d->cap_series, d->n_series + 1, sizeof(*d->series));
+        rc = grow((void **)&d->series, &cap, d->n_series + 1, sizeof(*d->series));
+    if (!rc && cap != d->cap_series) {
+        uint32_t mcap = d->cap_series;
+        rc = grow((void **)&d->metric, &mcap, cap, sizeof(*d->metric));
+        if (!rc)
+            d->cap_series = cap;
+    }
     if (rc)
         return rc;
     tsdb_series *s = tern_calloc(1, sizeof(*s));
@@ -278,9 +285,36 @@ int tsdb_series_create_id(
     if (id >= db->n_series)
         db->n_series = id + 1;
     memmove(&d->series[pos + 1], &d->series[pos], (size_t)(d->n_series - pos) * sizeof(*d->series));
+    memmove(&d->metric[pos + 1], &d->metric[pos], (size_t)(d->n_series - pos) * sizeof(*d->metric));
     d->series[pos] = id;
+    d->metric[pos] = metric;
     d->n_series++;
     db->stats.series++;
+    return 0;
+}
+
+int tsdb_device_know(tsdb_device *d, uint32_t metric, uint8_t kind)
+{
+    if (metric >= (1u << 30))
+        return TERN_ERANGE;
+    uint32_t e = metric << 2 | kind;
+    for (uint32_t i = 0; i < d->n_known; i++)
+        if (d->known[i] >> 2 == metric) {
+            d->known[i] = e; /* newer blocks are indexed last: their kind wins */
+            return 0;
+        }
+    int rc = grow((void **)&d->known, &d->cap_known, d->n_known + 1, sizeof(*d->known));
+    if (rc)
+        return rc;
+    d->known[d->n_known++] = e;
+    return 0;
+}
+
+static uint8_t known_kind(const tsdb_device *d, uint32_t metric)
+{
+    for (uint32_t i = 0; i < d->n_known; i++)
+        if (d->known[i] >> 2 == metric)
+            return (uint8_t)(d->known[i] & 3);
     return 0;
 }
 
@@ -298,6 +332,9 @@ int tsdb_series_get(
     }
     if (!create)
         return TERN_ENOTFOUND;
+    uint8_t was = known_kind(d, metric);
+    if (was && kind != 0 && was != kind)
+        return TERN_EINVAL;
     if (db->opt.max_series && !db->replaying && db->stats.series >= db->opt.max_series)
         return TERN_EQUOTA;
     uint32_t id = db->n_series;
@@ -331,6 +368,8 @@ void tsdb_index_free(tern_tsdb *db)
         tern_free(d->name);
         tern_free(d->tags);
         tern_free(d->series);
+        tern_free(d->metric);
+        tern_free(d->known);
         tern_free(d);
     }
     tern_free(db->devices);

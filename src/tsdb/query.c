@@ -7,7 +7,9 @@
  * (group value, metric) across series.
  */
 #include "base/alloc.h"
+#include "base/clock.h"
 #include "base/error.h"
+#include "tsdb/sketch.h"
 #include "tsdb/tsdb_int.h"
 
 #include <math.h>
@@ -58,9 +60,61 @@ typedef struct acc {
     uint64_t count;
     double sum, min, max, last;
     int64_t last_ts;
-    double *vals; /* p95 only */
+    double *vals; /* p95 only: raw values */
     size_t n_vals, cap_vals;
+    tern_sketch *sk; /* p95 only, when warm windows fed the bucket: their merged sketches */
 } acc;
+
+static void acc_free(acc *a)
+{
+    tern_free(a->vals);
+    if (a->sk) {
+        tern_sketch_free(a->sk);
+        tern_free(a->sk);
+    }
+    a->vals = NULL;
+    a->sk = NULL;
+}
+
+/* acc_add_window folds a warm window (and, for p95, its sketch) into a. */
+static int acc_add_window(acc *a, const tsdb_window *w, const uint8_t *sk, bool keep)
+{
+    if (w->count == 0)
+        return 0;
+    if (a->count == 0) {
+        a->min = w->min;
+        a->max = w->max;
+        a->last_ts = INT64_MIN;
+    }
+    a->count += w->count;
+    a->sum += w->sum;
+    if (w->min < a->min || a->min != a->min)
+        a->min = w->min;
+    if (w->max > a->max || a->max != a->max)
+        a->max = w->max;
+    if (w->start >= a->last_ts) {
+        a->last_ts = w->start;
+        a->last = w->last;
+    }
+    if (!keep)
+        return 0;
+    tern_sketch one;
+    int rc = tern_sketch_decode(&one, sk, w->sk_len);
+    if (rc)
+        return rc;
+    if (!a->sk) {
+        a->sk = tern_malloc(sizeof(*a->sk));
+        if (!a->sk) {
+            tern_sketch_free(&one);
+            return TERN_ENOMEM;
+        }
+        *a->sk = one;
+        return 0;
+    }
+    rc = tern_sketch_merge(a->sk, &one);
+    tern_sketch_free(&one);
+    return rc;
+}
 
 static int acc_add(acc *a, int64_t ts, double v, bool keep)
 {
@@ -101,6 +155,17 @@ static int dbl_cmp(const void *a, const void *b)
 /* p95 by the nearest-rank method over the bucket's points. */
 static double acc_p95(acc *a)
 {
+    if (a->sk) {
+        /* windows fed this bucket: the raw values join their sketch (1% relative accuracy) */
+        double q = NAN;
+        for (size_t i = 0; i < a->n_vals; i++)
+            if (tern_sketch_add(a->sk, a->vals[i]) != 0)
+                return NAN;
+        a->n_vals = 0;
+        if (tern_sketch_quantile(a->sk, 0.95, &q) != 0)
+            return NAN;
+        return q;
+    }
     if (a->n_vals == 0)
         return NAN;
     qsort(a->vals, a->n_vals, sizeof(double), dbl_cmp);
@@ -151,6 +216,10 @@ static void acc_reset(acc *a)
 {
     double *vals = a->vals;
     size_t cap = a->cap_vals;
+    if (a->sk) {
+        tern_sketch_free(a->sk);
+        tern_free(a->sk);
+    }
     memset(a, 0, sizeof(*a));
     a->vals = vals;
     a->cap_vals = cap;
@@ -214,14 +283,22 @@ static int acc_merge(acc *a, acc *b)
     if (b->count == 0)
         return 0;
     if (a->count == 0) {
-        double *vals = a->vals;
+        acc_free(a);
         *a = *b;
-        b->vals = vals;
-        b->n_vals = 0;
-        b->cap_vals = 0;
-        tern_free(vals);
         b->vals = NULL;
+        b->n_vals = b->cap_vals = 0;
+        b->sk = NULL;
         return 0;
+    }
+    if (b->sk) {
+        if (!a->sk) {
+            a->sk = b->sk;
+            b->sk = NULL;
+        } else {
+            int rc = tern_sketch_merge(a->sk, b->sk);
+            if (rc)
+                return rc;
+        }
     }
     a->count += b->count;
     a->sum += b->sum;
@@ -250,11 +327,12 @@ static int acc_merge(acc *a, acc *b)
 /* ---- per-device gathering ---- */
 
 typedef struct metric_pts {
-    const char *name; /* points into the store's metric table or a referenced block's map */
-    size_t len;
+    char *name; /* a NUL-terminated copy (block maps hold names without terminators) */
+    size_t len, name_cap;
     uint8_t kind;
-    tern_buf pts;  /* tsdb_point, merged from blocks */
-    tern_buf head; /* tsdb_point from the head, merged last */
+    tern_buf pts;     /* tsdb_point, merged from blocks */
+    tern_buf head;    /* tsdb_point from the head, merged last */
+    tsdb_windows win; /* warm windows, for the part of the range the warm tier answers */
 } metric_pts;
 
 /* One device's points, metric by metric. Entries and their buffers are kept from device to
@@ -262,9 +340,11 @@ typedef struct metric_pts {
 typedef struct dev_pts {
     metric_pts *m;
     size_t n, cap;
-    tsdb_block **blocks;
-    size_t n_blocks, cap_blocks;
+    tsdb_block **blocks; /* raw blocks, then (from n_blocks - n_warm) warm blocks */
+    size_t n_blocks, cap_blocks, n_warm;
     tern_buf one, scratch;
+    tsdb_windows w1;
+    int64_t warm_end; /* [start, warm_end) from the warm tier, [warm_end, end) raw */
 } dev_pts;
 
 static bool metric_selected(const tern_tsdb_query *q, const char *name, size_t len)
@@ -292,7 +372,16 @@ static metric_pts *dev_metric(dev_pts *d, const char *name, size_t len, uint8_t 
     metric_pts *m = &d->m[d->n];
     tern_buf_reset(&m->pts);
     tern_buf_reset(&m->head);
-    m->name = name;
+    tsdb_windows_reset(&m->win);
+    if (m->name_cap < len + 1) {
+        char *p = tern_realloc(m->name, len + 1);
+        if (!p)
+            return NULL;
+        m->name = p;
+        m->name_cap = len + 1;
+    }
+    memcpy(m->name, name, len);
+    m->name[len] = 0;
     m->len = len;
     m->kind = kind;
     d->n++;
@@ -306,6 +395,7 @@ static void dev_pts_clear(dev_pts *d)
     for (size_t i = 0; i < d->n_blocks; i++)
         tsdb_block_unref(d->blocks[i]);
     d->n_blocks = 0;
+    d->n_warm = 0;
 }
 
 static void dev_pts_free(dev_pts *d)
@@ -314,11 +404,14 @@ static void dev_pts_free(dev_pts *d)
     for (size_t i = 0; i < d->cap; i++) {
         tern_buf_free(&d->m[i].pts);
         tern_buf_free(&d->m[i].head);
+        tsdb_windows_free(&d->m[i].win);
+        tern_free(d->m[i].name);
     }
     tern_free(d->m);
     tern_free(d->blocks);
     tern_buf_free(&d->one);
     tern_buf_free(&d->scratch);
+    tsdb_windows_free(&d->w1);
     memset(d, 0, sizeof(*d));
 }
 
@@ -329,10 +422,18 @@ static int seq_cmp(const void *a, const void *b)
 }
 
 /* Under db->mu: copy the device's head points in range and reference the overlapping blocks. */
+static int64_t raw_start(const tern_tsdb_query *q, const dev_pts *d)
+{
+    return d->warm_end > q->start_ms ? d->warm_end : q->start_ms;
+}
+
+/* Under db->mu: copy the device's head points in the raw part of the range and reference the
+ * overlapping raw blocks, then the warm blocks overlapping the warm part. */
 static int gather_locked(
     tern_tsdb *db, const tsdb_device *dev, const tern_tsdb_query *q, dev_pts *d)
 {
     int rc = 0;
+    int64_t lo = raw_start(q, d);
     for (uint32_t i = 0; i < dev->n_series && rc == 0; i++) {
         const tsdb_series *s = db->series[dev->series[i]];
         const tsdb_metric *m = &db->metrics[s->metric];
@@ -341,34 +442,50 @@ static int gather_locked(
         metric_pts *mp = dev_metric(d, m->name, m->len, s->kind);
         if (!mp)
             return TERN_ENOMEM;
-        rc = tsdb_head_collect(s, q->start_ms, q->end_ms, &mp->head);
+        if (lo < q->end_ms)
+            rc = tsdb_head_collect(s, lo, q->end_ms, &mp->head);
     }
     if (rc)
         return rc;
-    if (d->cap_blocks < db->n_blocks) {
-        tsdb_block **p = tern_realloc(d->blocks, db->n_blocks * sizeof(*p));
+    size_t need = db->hot.n + db->warm.n;
+    if (d->cap_blocks < need) {
+        tsdb_block **p = tern_realloc(d->blocks, need * sizeof(*p));
         if (!p)
             return TERN_ENOMEM;
         d->blocks = p;
-        d->cap_blocks = db->n_blocks;
+        d->cap_blocks = need;
     }
-    for (size_t i = 0; i < db->n_blocks; i++) {
-        tsdb_block *b = db->blocks[i];
-        if (b->max_ts < q->start_ms || b->min_ts >= q->end_ms)
+    for (size_t i = 0; i < db->hot.n && lo < q->end_ms; i++) {
+        tsdb_block *b = db->hot.b[i];
+        if (b->max_ts < lo || b->min_ts >= q->end_ms)
             continue;
         __atomic_add_fetch(&b->refs, 1, __ATOMIC_ACQ_REL);
         d->blocks[d->n_blocks++] = b;
+    }
+    for (size_t i = 0; i < db->warm.n && d->warm_end > q->start_ms; i++) {
+        tsdb_block *b = db->warm.b[i];
+        if (b->max_ts < q->start_ms || b->min_ts >= d->warm_end)
+            continue;
+        __atomic_add_fetch(&b->refs, 1, __ATOMIC_ACQ_REL);
+        d->blocks[d->n_blocks++] = b;
+        d->n_warm++;
     }
     return 0;
 }
 
 static int gather_blocks(const char *dev_name, size_t dev_len, const tern_tsdb_query *q, dev_pts *d)
 {
-    if (d->n_blocks > 1)
-        qsort(d->blocks, d->n_blocks, sizeof(*d->blocks), seq_cmp);
+    size_t n_raw = d->n_blocks - d->n_warm;
+    if (n_raw > 1)
+        qsort(d->blocks, n_raw, sizeof(*d->blocks), seq_cmp);
+    if (d->n_warm > 1)
+        qsort(d->blocks + n_raw, d->n_warm, sizeof(*d->blocks), seq_cmp);
+    int64_t lo = raw_start(q, d);
     int rc = 0;
     for (size_t i = 0; i < d->n_blocks && rc == 0; i++) {
         const tsdb_block *b = d->blocks[i];
+        bool warm = i >= n_raw;
+        int64_t blo = warm ? q->start_ms : lo, bhi = warm ? d->warm_end : q->end_ms;
         long idx = tsdb_block_find_device(b, dev_name, dev_len);
         if (idx < 0)
             continue;
@@ -379,20 +496,29 @@ static int gather_blocks(const char *dev_name, size_t dev_len, const tern_tsdb_q
         while (rc == 0 && (got = tsdb_block_next_series(b, &bd, &s)) == 1) {
             if (!metric_selected(q, s.metric, s.metric_len))
                 continue;
-            if (s.max_ts < q->start_ms || s.min_ts >= q->end_ms)
+            if (s.max_ts < blo || s.min_ts >= bhi || warm != (s.kind == TSDB_KIND_WARM))
                 continue;
             metric_pts *mp = dev_metric(d, s.metric, s.metric_len, s.kind);
             if (!mp) {
                 rc = TERN_ENOMEM;
                 break;
             }
+            if (warm) {
+                tsdb_windows_reset(&d->w1);
+                rc = tsdb_block_check(&s);
+                if (rc == 0)
+                    rc = tsdb_warm_decode(s.chunk, s.chunk_len, blo, bhi, &d->w1);
+                if (rc == 0)
+                    rc = tsdb_windows_merge(&mp->win, &d->w1);
+                continue;
+            }
             if (mp->pts.len == 0) {
                 /* the first run of this series: decode in place, nothing to merge */
-                rc = tsdb_block_decode(&s, q->start_ms, q->end_ms, &mp->pts, &d->scratch);
+                rc = tsdb_block_decode(&s, blo, bhi, &mp->pts, &d->scratch);
                 continue;
             }
             tern_buf_reset(&d->one);
-            rc = tsdb_block_decode(&s, q->start_ms, q->end_ms, &d->one, &d->scratch);
+            rc = tsdb_block_decode(&s, blo, bhi, &d->one, &d->scratch);
             if (rc == 0)
                 rc = tsdb_merge_into(&mp->pts, (const tsdb_point *)(const void *)d->one.data,
                     d->one.len / sizeof(tsdb_point));
@@ -434,6 +560,7 @@ typedef struct query_ctx {
     size_t n_groups, cap_groups;
     char *err;
     size_t err_cap;
+    int64_t warm_end; /* [start, warm_end) is answered by the warm tier */
 } query_ctx;
 
 static int emit(query_ctx *c, tern_tsdb_row *row)
@@ -539,6 +666,14 @@ static int process_series(query_ctx *c, const tsdb_device *dev, const char *tags
         for (uint64_t i = 0; i < c->n_buckets; i++)
             acc_reset(&buckets[i]);
     }
+    size_t nw = tsdb_windows_count(&m->win);
+    const tsdb_window *win = (const tsdb_window *)(const void *)m->win.w.data;
+    for (size_t i = 0; i < nw; i++) {
+        uint64_t bi = (uint64_t)(win[i].start - q->start_ms) / (uint64_t)w;
+        int rc = acc_add_window(&buckets[bi], &win[i], m->win.sk.data + win[i].sk_off, keep);
+        if (rc)
+            return rc;
+    }
     uint64_t first = n ? (uint64_t)(p[0].ts - q->start_ms) / (uint64_t)w : 0;
     uint64_t last = n ? (uint64_t)(p[n - 1].ts - q->start_ms) / (uint64_t)w : 0;
     if (first == last) {
@@ -576,6 +711,12 @@ static int scan_devices(tern_tsdb *db, query_ctx *c, const uint32_t *ids, uint32
     for (uint32_t k = 0; k < n && rc == 0; k++) {
         pthread_mutex_lock(&db->mu);
         tsdb_device *dev = db->devices[ids[k]];
+        /* Points that came late for a range already rolled up wait in the head until the next
+         * cut recomputes its windows: a device holding such points is answered from raw. */
+        d->warm_end = c->warm_end;
+        for (uint32_t i = 0; i < dev->n_series && d->warm_end > q->start_ms; i++)
+            if (tsdb_head_min_ts(db->series[dev->series[i]]) < d->warm_end)
+                d->warm_end = q->start_ms;
         tern_free(tags);
         tags = dev->tags ? tern_strdup(dev->tags) : NULL;
         rc = dev->tags && !tags ? TERN_ENOMEM : gather_locked(db, dev, q, d);
@@ -586,7 +727,7 @@ static int scan_devices(tern_tsdb *db, query_ctx *c, const uint32_t *ids, uint32
         if (rc == 0 && d->n > 1)
             qsort(d->m, d->n, sizeof(*d->m), metric_pts_cmp);
         for (size_t i = 0; i < d->n && rc == 0; i++)
-            if (d->m[i].pts.len)
+            if (d->m[i].pts.len || d->m[i].win.w.len)
                 rc = process_series(c, dev, tags, &d->m[i]);
         dev_pts_clear(d);
     }
@@ -611,8 +752,66 @@ static void *scan_thread(void *arg)
     return NULL;
 }
 
-int tern_tsdb_query_run(tern_tsdb *db, const tern_tsdb_query *q, tern_tsdb_row_fn fn, void *arg,
-    char *err, size_t err_cap)
+/* Where the warm tier's windows are complete: everything cut into raw blocks and rolled up. */
+static int64_t warm_covered_until(tern_tsdb *db)
+{
+    pthread_mutex_lock(&db->mu);
+    int64_t until = db->head_start == INT64_MIN ? INT64_MAX : db->head_start;
+    for (size_t i = 0; i < db->n_rollups; i++)
+        if (db->rollups[i].lo < until)
+            until = db->rollups[i].lo;
+    if (db->warm.n == 0)
+        until = INT64_MIN;
+    pthread_mutex_unlock(&db->mu);
+    return until;
+}
+
+/* Decides which part of q the warm tier answers (see tern_tsdb_tier). */
+static int choose_tier(tern_tsdb *db, tern_tsdb_query *q, query_ctx *c, char *err, size_t err_cap)
+{
+    c->warm_end = q->start_ms;
+    q->tier_used = TERN_TIER_HOT;
+    if (q->aggs == 0 || q->tier == TERN_TIER_HOT) {
+        if (q->aggs == 0 && q->tier == TERN_TIER_WARM) {
+            if (err)
+                snprintf(err, err_cap, "the warm tier holds aggregates: give agg=...");
+            return TERN_EINVAL;
+        }
+        return 0;
+    }
+    int64_t w = bucket_width(q);
+    bool aligned = q->start_ms % TSDB_WINDOW_MS == 0 && w % TSDB_WINDOW_MS == 0;
+    if (q->tier == TERN_TIER_WARM && !aligned) {
+        if (err)
+            snprintf(err, err_cap,
+                "the warm tier answers whole minutes: start and step (or the range) must be "
+                "multiples of 1 minute");
+        return TERN_EINVAL;
+    }
+    int64_t now = tern_clock_now_ms();
+    /* p95 from raw points is exact, from windows within 1%: auto keeps it exact while the
+     * raw points are there */
+    bool raw_gone = db->opt.retention_ms > 0 && q->start_ms < now - db->opt.retention_ms;
+    bool worth = q->tier == TERN_TIER_WARM || raw_gone
+        || (w >= 10 * TSDB_WINDOW_MS && !(q->aggs & TERN_AGG_P95));
+    if (!aligned || !worth)
+        return 0;
+    int64_t until = warm_covered_until(db);
+    if (until > q->end_ms)
+        until = q->end_ms;
+    if (until != INT64_MIN) {
+        int64_t r = until % TSDB_WINDOW_MS;
+        until -= r < 0 ? r + TSDB_WINDOW_MS : r;
+    }
+    if (until > q->start_ms) {
+        c->warm_end = until;
+        q->tier_used = until >= q->end_ms ? TERN_TIER_WARM : TERN_TIER_AUTO;
+    }
+    return 0;
+}
+
+int tern_tsdb_query_run(
+    tern_tsdb *db, tern_tsdb_query *q, tern_tsdb_row_fn fn, void *arg, char *err, size_t err_cap)
 {
     if (err && err_cap)
         err[0] = 0;
@@ -645,6 +844,9 @@ int tern_tsdb_query_run(tern_tsdb *db, const tern_tsdb_query *q, tern_tsdb_row_f
     c.arg = arg;
     c.err = err;
     c.err_cap = err_cap;
+    int trc = choose_tier(db, q, &c, err, err_cap);
+    if (trc)
+        return trc;
     if (q->aggs) {
         uint64_t span = (uint64_t)q->end_ms - (uint64_t)q->start_ms;
         uint64_t w = (uint64_t)bucket_width(q);
@@ -718,7 +920,7 @@ int tern_tsdb_query_run(tern_tsdb *db, const tern_tsdb_query *q, tern_tsdb_row_f
                 for (uint64_t i = 0; i < c.n_buckets; i++) {
                     if (rc == 0)
                         rc = acc_merge(&mg->buckets[i], &pg->buckets[i]);
-                    tern_free(pg->buckets[i].vals);
+                    acc_free(&pg->buckets[i]);
                 }
                 tern_free(pg->buckets);
                 tern_free(pg->value);
@@ -748,7 +950,7 @@ int tern_tsdb_query_run(tern_tsdb *db, const tern_tsdb_query *q, tern_tsdb_row_f
     }
     for (size_t g = 0; g < c.n_groups; g++) {
         for (uint64_t i = 0; i < c.n_buckets; i++)
-            tern_free(c.groups[g].buckets[i].vals);
+            acc_free(&c.groups[g].buckets[i]);
         tern_free(c.groups[g].buckets);
         tern_free(c.groups[g].value);
         tern_free(c.groups[g].metric);
@@ -756,7 +958,7 @@ int tern_tsdb_query_run(tern_tsdb *db, const tern_tsdb_query *q, tern_tsdb_row_f
     tern_free(c.groups);
     if (c.series_acc)
         for (uint64_t i = 0; i < c.n_buckets; i++)
-            tern_free(c.series_acc[i].vals);
+            acc_free(&c.series_acc[i]);
     tern_free(c.series_acc);
     if (rc && rc != TERN_ETOOBIG && err && !err[0])
         snprintf(err, err_cap, "query failed: %s", tern_strerror(rc));
@@ -790,13 +992,13 @@ int tern_tsdb_last(tern_tsdb *db, const char *device, tern_tsdb_row_fn fn, void 
         rc = mp ? tern_buf_append(&mp->head, &p, sizeof(p)) : TERN_ENOMEM;
     }
     if (rc == 0) {
-        d.blocks = tern_malloc((db->n_blocks ? db->n_blocks : 1) * sizeof(*d.blocks));
-        d.cap_blocks = db->n_blocks;
+        d.blocks = tern_malloc((db->hot.n ? db->hot.n : 1) * sizeof(*d.blocks));
+        d.cap_blocks = db->hot.n;
         if (!d.blocks)
             rc = TERN_ENOMEM;
-        for (size_t i = 0; rc == 0 && i < db->n_blocks; i++) {
-            __atomic_add_fetch(&db->blocks[i]->refs, 1, __ATOMIC_ACQ_REL);
-            d.blocks[d.n_blocks++] = db->blocks[i];
+        for (size_t i = 0; rc == 0 && i < db->hot.n; i++) {
+            __atomic_add_fetch(&db->hot.b[i]->refs, 1, __ATOMIC_ACQ_REL);
+            d.blocks[d.n_blocks++] = db->hot.b[i];
         }
     }
     pthread_mutex_unlock(&db->mu);
@@ -860,5 +1062,87 @@ int tern_tsdb_last(tern_tsdb *db, const char *device, tern_tsdb_row_fn fn, void 
         rc = fn(arg, &row);
     }
     dev_pts_free(&d);
+    return rc;
+}
+
+int tsdb_rollup(tern_tsdb *db, int64_t lo, int64_t hi, uint64_t src_seq)
+{
+    tern_tsdb_query q;
+    memset(&q, 0, sizeof(q));
+    q.start_ms = lo;
+    q.end_ms = hi;
+    pthread_mutex_lock(&db->mu);
+    uint32_t n_ids = 0;
+    uint32_t *ids = tern_malloc((db->n_devices ? db->n_devices : 1) * sizeof(*ids));
+    for (uint32_t i = 0; ids && i < db->n_devices; i++)
+        if (db->devices[i])
+            ids[n_ids++] = i;
+    if (ids)
+        qsort_r(ids, n_ids, sizeof(*ids), tsdb_device_name_cmp, db);
+    pthread_mutex_unlock(&db->mu);
+    if (!ids)
+        return TERN_ENOMEM;
+    tsdb_block_writer *w;
+    int rc = tsdb_block_writer_open(db, "warm", lo, hi - 1, src_seq, &w);
+    dev_pts d;
+    memset(&d, 0, sizeof(d));
+    d.warm_end = lo; /* everything raw */
+    tsdb_windows ws = { TERN_BUF_INIT, TERN_BUF_INIT };
+    tern_buf enc = TERN_BUF_INIT;
+    size_t written = 0;
+    for (uint32_t k = 0; k < n_ids && rc == 0; k++) {
+        pthread_mutex_lock(&db->mu);
+        tsdb_device *dev = db->devices[ids[k]];
+        char *tags = dev->tags ? tern_strdup(dev->tags) : NULL;
+        rc = dev->tags && !tags ? TERN_ENOMEM : gather_locked(db, dev, &q, &d);
+        pthread_mutex_unlock(&db->mu);
+        if (rc == 0)
+            rc = gather_blocks(dev->name, dev->name_len, &q, &d);
+        if (rc == 0 && d.n > 1)
+            qsort(d.m, d.n, sizeof(*d.m), metric_pts_cmp);
+        bool device_open = false;
+        for (size_t i = 0; i < d.n && rc == 0; i++) {
+            metric_pts *m = &d.m[i];
+            size_t n = m->pts.len / sizeof(tsdb_point);
+            if (n == 0)
+                continue;
+            tsdb_windows_reset(&ws);
+            rc = tsdb_windows_from_points(
+                (const tsdb_point *)(const void *)m->pts.data, n, m->kind, &ws);
+            size_t nw = tsdb_windows_count(&ws);
+            const tsdb_window *win = (const tsdb_window *)(const void *)ws.w.data;
+            tern_buf_reset(&enc);
+            if (rc == 0)
+                rc = tsdb_warm_encode(&ws, &enc);
+            if (rc == 0 && !device_open) {
+                rc = tsdb_block_writer_device(w, dev->name, dev->name_len, tags);
+                device_open = true;
+            }
+            if (rc == 0)
+                rc = tsdb_block_writer_chunk(w, m->name, m->len, TSDB_KIND_WARM, enc.data, enc.len,
+                    (uint32_t)nw, win[0].start, win[nw - 1].start);
+            written++;
+        }
+        tern_free(tags);
+        dev_pts_clear(&d);
+    }
+    dev_pts_free(&d);
+    tsdb_windows_free(&ws);
+    tern_buf_free(&enc);
+    tern_free(ids);
+    if (rc || written == 0) {
+        if (w)
+            tsdb_block_writer_abort(w);
+        return rc;
+    }
+    tsdb_block *b;
+    rc = tsdb_block_writer_finish(w, &b);
+    if (rc == 0) {
+        pthread_mutex_lock(&db->mu);
+        rc = tsdb_blockset_add(db, &db->warm, b);
+        pthread_mutex_unlock(&db->mu);
+        if (rc)
+            tsdb_block_unref(b);
+    }
     return rc;
 }

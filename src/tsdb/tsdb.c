@@ -41,6 +41,7 @@ void tern_tsdb_options_default(tern_tsdb_options *o)
     memset(o, 0, sizeof(*o));
     o->block_duration_ms = 3600 * 1000;
     o->retention_ms = 7LL * 24 * 3600 * 1000;
+    o->warm_retention_ms = 90LL * 24 * 3600 * 1000;
     o->wal_group_commit_ms = 5;
     o->wal_fsync = true;
 }
@@ -607,105 +608,6 @@ static int replay_record(void *arg, const uint8_t *rec, size_t len)
     return rc;
 }
 
-/* ---- blocks list ---- */
-
-static int block_cmp(const void *a, const void *b)
-{
-    const tsdb_block *x = *(tsdb_block *const *)a, *y = *(tsdb_block *const *)b;
-    if (x->min_ts != y->min_ts)
-        return x->min_ts < y->min_ts ? -1 : 1;
-    return (x->seq > y->seq) - (x->seq < y->seq);
-}
-
-static int blocks_add(tern_tsdb *db, tsdb_block *b)
-{
-    if (db->n_blocks == db->cap_blocks) {
-        size_t cap = db->cap_blocks ? db->cap_blocks * 2 : 16;
-        tsdb_block **p = tern_realloc(db->blocks, cap * sizeof(*p));
-        if (!p)
-            return TERN_ENOMEM;
-        db->blocks = p;
-        db->cap_blocks = cap;
-    }
-    db->blocks[db->n_blocks++] = b;
-    qsort(db->blocks, db->n_blocks, sizeof(*db->blocks), block_cmp);
-    if (b->seq >= db->next_block_seq)
-        db->next_block_seq = b->seq + 1;
-    db->stats.blocks = db->n_blocks;
-    db->stats.block_bytes += b->map_len;
-    db->stats.block_points += b->n_points;
-    return 0;
-}
-
-static void blocks_remove(tern_tsdb *db, tsdb_block *b)
-{
-    for (size_t i = 0; i < db->n_blocks; i++) {
-        if (db->blocks[i] != b)
-            continue;
-        memmove(&db->blocks[i], &db->blocks[i + 1], (db->n_blocks - i - 1) * sizeof(*db->blocks));
-        db->n_blocks--;
-        db->stats.blocks = db->n_blocks;
-        db->stats.block_bytes -= b->map_len;
-        db->stats.block_points -= b->n_points;
-        b->doomed = true;
-        tsdb_block_unref(b);
-        return;
-    }
-}
-
-/* Registers the devices of a block (name and tags) in the index, so that queries and tags
- * know them after a restart without a WAL. Newer blocks' tags win. */
-static int index_block_devices(tern_tsdb *db, const tsdb_block *b)
-{
-    for (uint32_t i = 0; i < b->n_devices; i++) {
-        tsdb_block_dev d;
-        int rc = tsdb_block_device(b, i, &d);
-        if (rc)
-            return rc;
-        tsdb_device *dev;
-        rc = tsdb_device_get(db, d.name, d.name_len, true, &dev);
-        if (rc)
-            return rc;
-        bool changed;
-        if (d.tags_len && (rc = tsdb_device_set_tags(db, dev, d.tags, d.tags_len, &changed)))
-            return rc;
-    }
-    return 0;
-}
-
-static int load_blocks(tern_tsdb *db, char *err, size_t err_cap)
-{
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/blocks", db->dir);
-    if (mkdir(path, 0755) != 0 && errno != EEXIST)
-        return -errno;
-    DIR *dir = opendir(path);
-    if (!dir)
-        return -errno;
-    struct dirent *de;
-    int rc = 0;
-    while (rc == 0 && (de = readdir(dir))) {
-        size_t l = strlen(de->d_name);
-        char full[4400];
-        snprintf(full, sizeof(full), "%s/%s", path, de->d_name);
-        if (l > 4 && strcmp(de->d_name + l - 4, ".tmp") == 0) {
-            unlink(full); /* an unfinished block write */
-            continue;
-        }
-        if (l <= 4 || strcmp(de->d_name + l - 4, ".blk") != 0)
-            continue;
-        tsdb_block *b;
-        rc = tsdb_block_load(full, &b, err, err_cap);
-        if (rc == 0)
-            rc = blocks_add(db, b);
-    }
-    closedir(dir);
-    /* oldest first, so that newer blocks' tags win */
-    for (size_t i = 0; rc == 0 && i < db->n_blocks; i++)
-        rc = index_block_devices(db, db->blocks[i]);
-    return rc;
-}
-
 /* ---- cutting the head into blocks ---- */
 
 /* A block being written during a cut, for one aligned range. */
@@ -761,7 +663,7 @@ static int cut_head(tern_tsdb *db, int64_t before)
                     }
                     cw[w].range = range;
                     cw[w].last_device = UINT32_MAX;
-                    rc = tsdb_block_writer_open(db, range, range + dur - 1, &cw[w].w);
+                    rc = tsdb_block_writer_open(db, "blocks", range, range + dur - 1, 0, &cw[w].w);
                     if (rc)
                         break;
                     n_cw++;
@@ -788,7 +690,9 @@ static int cut_head(tern_tsdb *db, int64_t before)
         tsdb_block *b;
         rc = tsdb_block_writer_finish(cw[w].w, &b);
         if (rc == 0)
-            rc = blocks_add(db, b);
+            rc = tsdb_blockset_add(db, &db->hot, b);
+        if (rc == 0)
+            rc = tsdb_rollup_schedule_block(db, b);
     }
     tern_free(cw);
     return rc;
@@ -913,233 +817,8 @@ static int maybe_cut(tern_tsdb *db, bool all)
     return rc;
 }
 
-/* ---- compaction ---- */
-
-typedef struct merge_src {
-    const tsdb_block *b;
-    tsdb_block_series s;
-} merge_src;
-
-static int merge_src_cmp(const void *a, const void *b)
-{
-    const merge_src *x = a, *y = b;
-    size_t n = x->s.metric_len < y->s.metric_len ? x->s.metric_len : y->s.metric_len;
-    int c = memcmp(x->s.metric, y->s.metric, n);
-    if (c == 0)
-        c = (x->s.metric_len > y->s.metric_len) - (x->s.metric_len < y->s.metric_len);
-    if (c == 0)
-        c = (x->b->seq > y->b->seq) - (x->b->seq < y->b->seq);
-    if (c == 0)
-        c = (x->s.min_ts > y->s.min_ts) - (x->s.min_ts < y->s.min_ts);
-    return c;
-}
-
-/* Merges blocks in[0..n) (sorted by seq) into one new block over [lo, hi]. */
-static int merge_blocks(
-    tern_tsdb *db, tsdb_block **in, size_t n, int64_t lo, int64_t hi, tsdb_block **out)
-{
-    tsdb_block_writer *w;
-    int rc = tsdb_block_writer_open(db, lo, hi, &w);
-    if (rc)
-        return rc;
-    uint32_t *cursor = tern_calloc(n, sizeof(*cursor));
-    merge_src *srcs = NULL;
-    size_t n_srcs = 0, cap_srcs = 0;
-    tern_buf merged = TERN_BUF_INIT, one = TERN_BUF_INIT, scratch = TERN_BUF_INIT;
-    if (!cursor)
-        rc = TERN_ENOMEM;
-    for (;;) {
-        if (rc)
-            break;
-        /* the smallest next device name among the blocks' cursors */
-        const char *name = NULL;
-        uint32_t name_len = 0;
-        for (size_t i = 0; i < n; i++) {
-            if (cursor[i] >= in[i]->n_devices)
-                continue;
-            tsdb_block_dev d;
-            if ((rc = tsdb_block_device(in[i], cursor[i], &d)))
-                break;
-            size_t m = d.name_len < name_len ? d.name_len : name_len;
-            int c = name ? memcmp(d.name, name, m) : -1;
-            if (name && c == 0)
-                c = (d.name_len > name_len) - (d.name_len < name_len);
-            if (c < 0) {
-                name = d.name;
-                name_len = d.name_len;
-            }
-        }
-        if (rc || !name)
-            break;
-        n_srcs = 0;
-        const char *tags = NULL;
-        uint32_t tags_len = 0;
-        for (size_t i = 0; i < n && rc == 0; i++) {
-            if (cursor[i] >= in[i]->n_devices)
-                continue;
-            tsdb_block_dev d;
-            if ((rc = tsdb_block_device(in[i], cursor[i], &d)))
-                break;
-            if (d.name_len != name_len || memcmp(d.name, name, name_len) != 0)
-                continue;
-            cursor[i]++;
-            if (d.tags_len) {
-                tags = d.tags; /* blocks are in seq order: the newest tags win */
-                tags_len = d.tags_len;
-            }
-            tsdb_block_series s;
-            int got;
-            while ((got = tsdb_block_next_series(in[i], &d, &s)) == 1) {
-                if (n_srcs == cap_srcs) {
-                    size_t cap = cap_srcs ? cap_srcs * 2 : 64;
-                    merge_src *p = tern_realloc(srcs, cap * sizeof(*p));
-                    if (!p) {
-                        rc = TERN_ENOMEM;
-                        break;
-                    }
-                    srcs = p;
-                    cap_srcs = cap;
-                }
-                srcs[n_srcs].b = in[i];
-                srcs[n_srcs].s = s;
-                n_srcs++;
-            }
-            if (got < 0)
-                rc = got;
-        }
-        if (rc)
-            break;
-        char tagbuf[4096];
-        const char *tagz = NULL;
-        if (tags_len && tags_len < sizeof(tagbuf)) {
-            memcpy(tagbuf, tags, tags_len);
-            tagbuf[tags_len] = 0;
-            tagz = tagbuf;
-        }
-        rc = tsdb_block_writer_device(w, name, name_len, tagz);
-        qsort(srcs, n_srcs, sizeof(*srcs), merge_src_cmp);
-        for (size_t i = 0; i < n_srcs && rc == 0;) {
-            size_t e = i;
-            tern_buf_reset(&merged);
-            while (rc == 0 && e < n_srcs && srcs[e].s.metric_len == srcs[i].s.metric_len
-                && memcmp(srcs[e].s.metric, srcs[i].s.metric, srcs[i].s.metric_len) == 0) {
-                tern_buf_reset(&one);
-                rc = tsdb_block_decode(&srcs[e].s, INT64_MIN, INT64_MAX, &one, &scratch);
-                if (rc == 0 && srcs[e].s.kind != srcs[i].s.kind)
-                    rc = 0; /* a kind change across blocks: the newest kind's points win below */
-                if (rc == 0)
-                    rc = tsdb_merge_into(&merged, (const tsdb_point *)(const void *)one.data,
-                        one.len / sizeof(tsdb_point));
-                e++;
-            }
-            if (rc == 0)
-                rc = tsdb_block_writer_series(w, srcs[i].s.metric, srcs[i].s.metric_len,
-                    srcs[e - 1].s.kind, (const tsdb_point *)(const void *)merged.data,
-                    merged.len / sizeof(tsdb_point));
-            i = e;
-        }
-    }
-    tern_buf_free(&merged);
-    tern_buf_free(&one);
-    tern_buf_free(&scratch);
-    tern_free(srcs);
-    tern_free(cursor);
-    if (rc) {
-        tsdb_block_writer_abort(w);
-        return rc;
-    }
-    return tsdb_block_writer_finish(w, out);
-}
-
-static int seq_cmp(const void *a, const void *b)
-{
-    const tsdb_block *x = *(tsdb_block *const *)a, *y = *(tsdb_block *const *)b;
-    return (x->seq > y->seq) - (x->seq < y->seq);
-}
-
-/* Compacts every window (6 block durations, aligned) that is complete (entirely before the
- * head) or whose blocks overlap, and holds more than one block. Caller holds maint_mu, not mu. */
-static int compact(tern_tsdb *db, bool force)
-{
-    int64_t win = db->opt.block_duration_ms * 6;
-    int rc = 0;
-    for (;;) {
-        pthread_mutex_lock(&db->mu);
-        tsdb_block **in = NULL;
-        size_t n = 0;
-        int64_t lo = 0;
-        for (size_t i = 0; i < db->n_blocks && n == 0; i++) {
-            int64_t w0 = align_down(db->blocks[i]->min_ts, win);
-            bool complete = force || (db->head_start != INT64_MIN && db->head_start >= w0 + win);
-            size_t cnt = 0;
-            for (size_t j = 0; j < db->n_blocks; j++)
-                if (db->blocks[j]->min_ts >= w0 && db->blocks[j]->max_ts < w0 + win)
-                    cnt++;
-            if (cnt < 2 || !complete)
-                continue;
-            in = tern_malloc(cnt * sizeof(*in));
-            if (!in) {
-                rc = TERN_ENOMEM;
-                break;
-            }
-            for (size_t j = 0; j < db->n_blocks; j++)
-                if (db->blocks[j]->min_ts >= w0 && db->blocks[j]->max_ts < w0 + win) {
-                    in[n++] = db->blocks[j];
-                    __atomic_add_fetch(&db->blocks[j]->refs, 1, __ATOMIC_ACQ_REL);
-                }
-            lo = w0;
-        }
-        pthread_mutex_unlock(&db->mu);
-        if (rc || n == 0)
-            break;
-        qsort(in, n, sizeof(*in), seq_cmp);
-        tsdb_block *out = NULL;
-        rc = merge_blocks(db, in, n, lo, lo + win - 1, &out);
-        pthread_mutex_lock(&db->mu);
-        if (rc == 0)
-            rc = blocks_add(db, out);
-        for (size_t i = 0; i < n; i++) {
-            if (rc == 0)
-                blocks_remove(db, in[i]);
-            tsdb_block_unref(in[i]);
-        }
-        pthread_mutex_unlock(&db->mu);
-        tern_free(in);
-        if (rc)
-            break;
-    }
-    return rc;
-}
-
-static int apply_retention(tern_tsdb *db, int64_t now_ms)
-{
-    if (db->opt.retention_ms <= 0)
-        return 0;
-    int64_t cutoff = now_ms - db->opt.retention_ms;
-    for (;;) {
-        tsdb_block *victim = NULL;
-        pthread_mutex_lock(&db->mu);
-        for (size_t i = 0; i < db->n_blocks; i++)
-            if (db->blocks[i]->max_ts < cutoff) {
-                victim = db->blocks[i];
-                __atomic_add_fetch(&victim->refs, 1, __ATOMIC_ACQ_REL);
-                break;
-            }
-        pthread_mutex_unlock(&db->mu);
-        if (!victim)
-            return 0;
-        if (db->opt.cold_hook
-            && db->opt.cold_hook(db->opt.cold_arg, victim->path, victim->min_ts, victim->max_ts)
-                != 0) {
-            tsdb_block_unref(victim);
-            return 0; /* the cold tier could not take it: keep it, retry next pass */
-        }
-        pthread_mutex_lock(&db->mu);
-        blocks_remove(db, victim);
-        pthread_mutex_unlock(&db->mu);
-        tsdb_block_unref(victim);
-    }
-}
+/* The warm tier's blocks are merged per day; a day of windows of one series is one chunk. */
+#define WARM_COMPACT_WINDOW (24 * 3600 * 1000LL)
 
 int tern_tsdb_maintain(tern_tsdb *db, int64_t now_ms)
 {
@@ -1148,9 +827,15 @@ int tern_tsdb_maintain(tern_tsdb *db, int64_t now_ms)
     int rc = maybe_cut(db, false);
     pthread_mutex_unlock(&db->mu);
     if (rc == 0)
-        rc = compact(db, false);
+        rc = tsdb_rollup_run(db);
     if (rc == 0)
-        rc = apply_retention(db, now_ms);
+        rc = tsdb_blockset_compact(db, &db->hot, db->opt.block_duration_ms * 6, false);
+    if (rc == 0)
+        rc = tsdb_blockset_compact(db, &db->warm, WARM_COMPACT_WINDOW, false);
+    if (rc == 0 && db->opt.retention_ms > 0 && now_ms != INT64_MIN)
+        rc = tsdb_blockset_retention(db, &db->hot, now_ms - db->opt.retention_ms, true);
+    if (rc == 0 && db->opt.warm_retention_ms > 0 && now_ms != INT64_MIN)
+        rc = tsdb_blockset_retention(db, &db->warm, now_ms - db->opt.warm_retention_ms, false);
     pthread_mutex_unlock(&db->maint_mu);
     if (rc)
         TERN_LOG_RATELIMITED(TERN_LOG_ERROR, "tsdb", "maintenance failed: %s", tern_strerror(rc));
@@ -1163,6 +848,8 @@ int tern_tsdb_flush(tern_tsdb *db)
     pthread_mutex_lock(&db->mu);
     int rc = maybe_cut(db, true);
     pthread_mutex_unlock(&db->mu);
+    if (rc == 0)
+        rc = tsdb_rollup_run(db);
     pthread_mutex_unlock(&db->maint_mu);
     return rc;
 }
@@ -1170,7 +857,11 @@ int tern_tsdb_flush(tern_tsdb *db)
 int tern_tsdb_compact(tern_tsdb *db)
 {
     pthread_mutex_lock(&db->maint_mu);
-    int rc = compact(db, true);
+    int rc = tsdb_rollup_run(db);
+    if (rc == 0)
+        rc = tsdb_blockset_compact(db, &db->hot, db->opt.block_duration_ms * 6, true);
+    if (rc == 0)
+        rc = tsdb_blockset_compact(db, &db->warm, WARM_COMPACT_WINDOW, true);
     pthread_mutex_unlock(&db->maint_mu);
     return rc;
 }
@@ -1180,6 +871,12 @@ void tern_tsdb_get_stats(tern_tsdb *db, tern_tsdb_stats *out)
     pthread_mutex_lock(&db->mu);
     *out = db->stats;
     out->head_points = db->head_points;
+    out->blocks = db->hot.n;
+    out->block_bytes = db->hot.bytes;
+    out->block_points = db->hot.points;
+    out->warm_blocks = db->warm.n;
+    out->warm_bytes = db->warm.bytes;
+    out->warm_windows = db->warm.points;
     uint64_t hb = 0;
     for (uint32_t i = 0; i < db->n_series; i++)
         if (db->series[i])
@@ -1187,7 +884,7 @@ void tern_tsdb_get_stats(tern_tsdb *db, tern_tsdb_stats *out)
     for (uint32_t i = 0; i < db->n_devices; i++)
         if (db->devices[i])
             hb += sizeof(tsdb_device) + db->devices[i]->name_len + 1
-                + db->devices[i]->cap_series * sizeof(uint32_t)
+                + db->devices[i]->cap_series * 2 * sizeof(uint32_t)
                 + (db->devices[i]->tags ? strlen(db->devices[i]->tags) + 1 : 0);
     hb += (size_t)db->cap_series * sizeof(void *) + (size_t)db->cap_devices * sizeof(void *)
         + (size_t)db->device_map.cap * 4;
@@ -1231,6 +928,8 @@ int tern_tsdb_open(const tern_tsdb_options *o, tern_tsdb **out, char *err, size_
     db->head_start = INT64_MIN;
     db->head_max = INT64_MIN;
     db->next_block_seq = 1;
+    db->hot.subdir = "blocks";
+    db->warm.subdir = "warm";
     pthread_mutex_init(&db->mu, NULL);
     pthread_mutex_init(&db->maint_mu, NULL);
     pthread_mutex_init(&db->bg_mu, NULL);
@@ -1251,7 +950,11 @@ int tern_tsdb_open(const tern_tsdb_options *o, tern_tsdb **out, char *err, size_
         }
     }
     if (rc == 0)
-        rc = load_blocks(db, err, err_cap);
+        rc = tsdb_blockset_load(db, &db->hot, err, err_cap);
+    if (rc == 0)
+        rc = tsdb_blockset_load(db, &db->warm, err, err_cap);
+    if (rc == 0)
+        rc = tsdb_rollup_schedule_missing(db);
     snprintf(path, sizeof(path), "%s/wal", o->dir);
     if (rc == 0) {
         tern_wal_options wo;
@@ -1325,9 +1028,9 @@ int tern_tsdb_close(tern_tsdb *db, bool flush)
         if (rc == 0)
             rc = wrc;
     }
-    for (size_t i = 0; i < db->n_blocks; i++)
-        tsdb_block_unref(db->blocks[i]);
-    tern_free(db->blocks);
+    tsdb_blockset_free(&db->hot);
+    tsdb_blockset_free(&db->warm);
+    tern_free(db->rollups);
     tsdb_index_free(db);
     tern_buf_free(&db->wal_rec);
     if (db->lock_fd >= 0)

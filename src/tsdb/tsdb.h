@@ -45,6 +45,7 @@ typedef struct tern_tsdb_options {
     const char *dir;              /* data directory (created); blocks/ and wal/ live under it */
     int64_t block_duration_ms;    /* the head is cut into blocks this long (default 1 h) */
     int64_t retention_ms;         /* hot tier: drop blocks entirely older than this (0: keep) */
+    int64_t warm_retention_ms;    /* warm tier (1-minute windows): likewise (default 90 d) */
     uint32_t wal_group_commit_ms; /* longest wait before the fsync covering a write (default 5) */
     bool wal_fsync;               /* false: never fsync (import, tests); default true */
     bool no_wal; /* offline load: no WAL at all; nothing is durable before tern_tsdb_flush */
@@ -124,6 +125,7 @@ int tern_tsdb_compact(tern_tsdb *db);
 typedef struct tern_tsdb_stats {
     uint64_t devices, series, head_points, blocks, block_bytes, block_points, wal_bytes;
     uint64_t points_written, points_refused, series_refused, head_bytes;
+    uint64_t warm_blocks, warm_bytes, warm_windows;
 } tern_tsdb_stats;
 void tern_tsdb_get_stats(tern_tsdb *db, tern_tsdb_stats *out);
 
@@ -144,6 +146,19 @@ typedef enum tern_tsdb_agg {
 int tern_tsdb_agg_parse(const char *s, unsigned *mask, char *err, size_t err_cap);
 const char *tern_tsdb_agg_name(unsigned one_bit);
 
+/*
+ * Tiers: raw points (hot) or 1-minute windows (warm). AUTO answers an aggregate query from the
+ * warm tier where that is exact enough and cheaper: when the buckets are whole minutes and
+ * either the step is at least 10 minutes or the range reaches back past the hot tier's
+ * retention; the part of the range not yet rolled up (the head) is read raw. p95 from warm
+ * windows comes from merged sketches (1% relative accuracy); from raw points it is exact.
+ */
+typedef enum tern_tsdb_tier {
+    TERN_TIER_AUTO = 0,
+    TERN_TIER_HOT = 1,
+    TERN_TIER_WARM = 2,
+} tern_tsdb_tier;
+
 /* Which series a query reads: one device or all devices whose tags match every tag filter;
  * one metric or every metric ("*" or NULL). */
 typedef struct tern_tsdb_selector {
@@ -160,6 +175,8 @@ typedef struct tern_tsdb_query {
     int64_t step_ms;          /* with aggs: bucket width; 0: one bucket over the whole range */
     unsigned aggs;            /* 0: raw points */
     uint64_t max_rows;        /* stop with TERN_ETOOBIG beyond this many rows (0: no limit) */
+    tern_tsdb_tier tier;      /* which tier answers (default auto) */
+    tern_tsdb_tier tier_used; /* out: HOT, WARM, or AUTO for both */
 } tern_tsdb_query;
 
 /* One output row: a raw point, or a bucket's aggregates (values[i] for the i-th set bit of
@@ -181,9 +198,10 @@ typedef struct tern_tsdb_row {
  * non-zero return stops the query and is returned. */
 typedef int (*tern_tsdb_row_fn)(void *arg, const tern_tsdb_row *row);
 
-/* tern_tsdb_query_run answers q. TERN_EINVAL (err says why) for a bad query. */
-int tern_tsdb_query_run(tern_tsdb *db, const tern_tsdb_query *q, tern_tsdb_row_fn fn, void *arg,
-    char *err, size_t err_cap);
+/* tern_tsdb_query_run answers q (and sets q->tier_used). TERN_EINVAL (err says why) for a
+ * bad query. */
+int tern_tsdb_query_run(
+    tern_tsdb *db, tern_tsdb_query *q, tern_tsdb_row_fn fn, void *arg, char *err, size_t err_cap);
 
 /* tern_tsdb_last reports the newest point of every metric of device (rows in metric name order).
  * TERN_ENOTFOUND for an unknown device. */

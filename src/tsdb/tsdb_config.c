@@ -16,6 +16,9 @@ const tern_config_schema tern_tsdb_config_schema[] = {
         7LL * 24 * 3600 * 1000, 0, NULL },
     { "tsdb.retention", TERN_CONFIG_DURATION, "7d",
         "hot tier: blocks older than this go to the cold hook, then away; 0: keep", 0, 0, 0, NULL },
+    { "tsdb.warm_retention", TERN_CONFIG_DURATION, "90d",
+        "warm tier (1-minute windows per series): blocks older than this go away; 0: keep", 0, 0, 0,
+        NULL },
     { "tsdb.fsync", TERN_CONFIG_BOOL, "true",
         "fsync the WAL before acknowledging a write (off: a crash may lose the last writes)", 0, 0,
         0, NULL },
@@ -43,6 +46,7 @@ int tern_tsdb_config_load(const tern_config *cfg, tern_tsdb_options *out, char *
     o.dir = dir_buf;
     o.block_duration_ms = tern_config_get_int(cfg, "tsdb.block_duration");
     o.retention_ms = tern_config_get_int(cfg, "tsdb.retention");
+    o.warm_retention_ms = tern_config_get_int(cfg, "tsdb.warm_retention");
     o.wal_fsync = tern_config_get_bool(cfg, "tsdb.fsync");
     o.wal_group_commit_ms = (uint32_t)tern_config_get_int(cfg, "tsdb.group_commit");
     o.max_series = (uint64_t)tern_config_get_int(cfg, "tsdb.max_series");

@@ -24,8 +24,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TSDB_HEAD_BUF 16u  /* raw points per series before sealing a fragment */
-#define TSDB_HEAD_FRAGS 8u /* fragments per series before they are merged into one chunk */
+#define TSDB_HEAD_BUF 16u   /* raw points per series before sealing a fragment */
+#define TSDB_HEAD_FRAGS 12u /* fragments per series before they are merged into one chunk */
+#define TSDB_KIND_WARM 3u   /* a block series entry holding 1-minute windows (warm.c) */
+#define TSDB_WINDOW_MS 60000
 
 typedef struct tsdb_point {
     int64_t ts;
@@ -57,6 +59,11 @@ typedef struct tsdb_device {
     uint32_t name_len;
     uint32_t n_series, cap_series;
     uint32_t *series; /* series ids, sorted by metric name */
+    uint32_t *metric; /* metric[i]: series[i]'s metric id (scanned without chasing pointers) */
+    /* series known from blocks only (not in the head): metric id << 2 | kind, so that a new
+     * point of the other kind is refused after a restart as before it */
+    uint32_t *known;
+    uint32_t n_known, cap_known;
 } tsdb_device;
 
 typedef struct tsdb_metric {
@@ -77,8 +84,10 @@ typedef struct tsdb_block {
     char *path;
     const uint8_t *map;
     size_t map_len;
-    uint64_t seq; /* higher sequence wins where blocks overlap */
-    int64_t min_ts, max_ts;
+    uint64_t seq;           /* higher sequence wins where blocks overlap */
+    uint64_t src_seq;       /* warm blocks: the newest raw block their windows were computed from */
+    int64_t min_ts, max_ts; /* of the points held */
+    int64_t base_ts;        /* series entries' times are offsets from it */
     uint64_t n_points;
     uint32_t n_series, n_devices, n_metrics;
     const uint8_t *devices; /* fixed-size device entries, sorted by name */
@@ -107,6 +116,14 @@ typedef struct tsdb_block_series {
     uint32_t crc;
 } tsdb_block_series;
 
+/* A tier's blocks, sorted by (min_ts, seq), with their files in DIR/subdir. */
+typedef struct tsdb_blockset {
+    const char *subdir;
+    tsdb_block **b;
+    size_t n, cap;
+    uint64_t bytes, points;
+} tsdb_blockset;
+
 struct tern_tsdb {
     tern_tsdb_options opt;
     char *dir;
@@ -128,10 +145,15 @@ struct tern_tsdb {
     int64_t head_max;   /* newest ts seen */
     uint64_t head_points, late_points;
 
-    /* blocks, sorted by (min_ts, seq) */
-    tsdb_block **blocks;
-    size_t n_blocks, cap_blocks;
+    /* blocks: raw points (hot) and 1-minute windows (warm) */
+    tsdb_blockset hot, warm;
     uint64_t next_block_seq;
+    /* ranges cut into raw blocks whose windows are not computed yet (maintenance does it) */
+    struct tsdb_rollup_todo {
+        int64_t lo, hi;
+        uint64_t src_seq;
+    } * rollups;
+    size_t n_rollups, cap_rollups;
 
     /* WAL (NULL when disabled) */
     tern_wal *wal;
@@ -153,12 +175,65 @@ struct tern_tsdb {
     bool closed;
 };
 
+/* A warm window: the aggregates of one series' points in [start, start + 1 min). */
+typedef struct tsdb_window {
+    int64_t start;
+    uint64_t count;
+    double sum, min, max, last;
+    uint32_t sk_off, sk_len; /* its encoded sketch, in the owning tsdb_windows' sk */
+} tsdb_window;
+
+/* A time-ordered run of windows (tsdb_window in w) and their sketches' bytes. */
+typedef struct tsdb_windows {
+    tern_buf w, sk;
+} tsdb_windows;
+
+/* ---- warm.c ---- */
+void tsdb_windows_reset(tsdb_windows *ws);
+void tsdb_windows_free(tsdb_windows *ws);
+size_t tsdb_windows_count(const tsdb_windows *ws);
+/* tsdb_windows_from_points appends the windows of sorted points (one series) to out. */
+int tsdb_windows_from_points(const tsdb_point *p, size_t n, uint8_t kind, tsdb_windows *out);
+/* tsdb_warm_encode appends ws as one warm chunk; tsdb_warm_decode appends the windows of a
+ * warm chunk starting in [lo, hi). */
+int tsdb_warm_encode(const tsdb_windows *ws, tern_buf *out);
+int tsdb_warm_decode(const uint8_t *data, size_t len, int64_t lo, int64_t hi, tsdb_windows *out);
+/* tsdb_windows_merge merges b into a; b wins for equal window starts. */
+int tsdb_windows_merge(tsdb_windows *a, const tsdb_windows *b);
+
+/* ---- maint.c ---- */
+int tsdb_blockset_add(tern_tsdb *db, tsdb_blockset *set, tsdb_block *b);
+/* tsdb_blockset_remove drops b from the set; its file goes when its last reference does. */
+void tsdb_blockset_remove(tsdb_blockset *set, tsdb_block *b);
+void tsdb_blockset_free(tsdb_blockset *set);
+int tsdb_blockset_load(tern_tsdb *db, tsdb_blockset *set, char *err, size_t err_cap);
+/* tsdb_blockset_compact merges the blocks of every aligned window of width win that is before
+ * the head (or every window, with force) and holds more than one block. */
+int tsdb_blockset_compact(tern_tsdb *db, tsdb_blockset *set, int64_t win, bool force);
+/* tsdb_blockset_retention drops blocks ending before cutoff (offering each to the cold hook
+ * first when cold). */
+int tsdb_blockset_retention(tern_tsdb *db, tsdb_blockset *set, int64_t cutoff, bool cold);
+/* Rollups: ranges whose warm windows must be (re)computed. Caller holds mu to schedule. */
+int tsdb_rollup_schedule(tern_tsdb *db, int64_t lo, int64_t hi, uint64_t src_seq);
+int tsdb_rollup_schedule_block(tern_tsdb *db, const tsdb_block *b);
+/* tsdb_rollup_schedule_missing schedules every raw block no warm block covers (at open). */
+int tsdb_rollup_schedule_missing(tern_tsdb *db);
+/* tsdb_rollup_run computes the scheduled rollups (caller holds maint_mu, not mu). */
+int tsdb_rollup_run(tern_tsdb *db);
+
+/* ---- query.c ---- */
+/* tsdb_rollup recomputes, from the raw points, the warm windows of every series over [lo, hi)
+ * (minute aligned) and writes them as one warm block recording src_seq. */
+int tsdb_rollup(tern_tsdb *db, int64_t lo, int64_t hi, uint64_t src_seq);
+
 /* ---- index.c ---- */
 uint64_t tsdb_name_hash(const char *s, size_t len);
 int tsdb_device_get(tern_tsdb *db, const char *name, size_t len, bool create, tsdb_device **out);
 int tsdb_device_set_tags(
     tern_tsdb *db, tsdb_device *d, const char *tags, size_t len, bool *changed);
 int tsdb_metric_get(tern_tsdb *db, const char *name, size_t len, bool create, uint32_t *out);
+/* tsdb_device_know records that the device's metric holds kind in some block. */
+int tsdb_device_know(tsdb_device *d, uint32_t metric, uint8_t kind);
 /* tsdb_series_get finds or (create) makes the series (device, metric). TERN_EQUOTA beyond the
  * series limit, TERN_EINVAL on a kind conflict (kind 0 = any). */
 int tsdb_series_get(
@@ -199,12 +274,18 @@ int tsdb_merge_into(tern_buf *a, const tsdb_point *b, size_t nb);
 
 /* ---- block.c ---- */
 typedef struct tsdb_block_writer tsdb_block_writer;
-int tsdb_block_writer_open(tern_tsdb *db, int64_t min_ts, int64_t max_ts, tsdb_block_writer **out);
+/* tsdb_block_writer_open starts a block in DIR/subdir ("blocks" or "warm"). */
+int tsdb_block_writer_open(tern_tsdb *db, const char *subdir, int64_t min_ts, int64_t max_ts,
+    uint64_t src_seq, tsdb_block_writer **out);
 /* series must be added device by device in device-name order, and within a device in
  * metric-name order; points sorted unique, all within the block's range. */
 int tsdb_block_writer_device(tsdb_block_writer *w, const char *name, size_t len, const char *tags);
 int tsdb_block_writer_series(tsdb_block_writer *w, const char *metric, size_t metric_len,
     uint8_t kind, const tsdb_point *pts, size_t n);
+/* tsdb_block_writer_chunk adds a series entry holding an already encoded chunk (kind, count
+ * and its [lo, hi] range as the index records them). */
+int tsdb_block_writer_chunk(tsdb_block_writer *w, const char *metric, size_t metric_len,
+    uint8_t kind, const uint8_t *chunk, size_t len, uint32_t count, int64_t lo, int64_t hi);
 /* tsdb_block_writer_finish writes the index, fsyncs, renames into place and loads the block. */
 int tsdb_block_writer_finish(tsdb_block_writer *w, tsdb_block **out);
 void tsdb_block_writer_abort(tsdb_block_writer *w);
@@ -225,6 +306,8 @@ typedef struct tsdb_block_dev {
 int tsdb_block_device(const tsdb_block *b, uint32_t i, tsdb_block_dev *out);
 /* tsdb_block_next_series reads the next series of the device cursor. 1 = got one, 0 = end. */
 int tsdb_block_next_series(const tsdb_block *b, tsdb_block_dev *d, tsdb_block_series *out);
+/* tsdb_block_check verifies the CRC of a series' chunk. 0 or TERN_ECORRUPT. */
+int tsdb_block_check(const tsdb_block_series *s);
 /* tsdb_block_decode appends the series' points in [lo, hi) to out (tsdb_point), after checking
  * the chunk's CRC. scratch (may be NULL) is reused working memory. */
 int tsdb_block_decode(
