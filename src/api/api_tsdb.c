@@ -189,15 +189,13 @@ static void on_metrics(tern_http_req *req, void *arg)
 typedef struct rows_ctx {
     tern_buf out;
     unsigned aggs;
-    uint64_t n;
+    tern_tsdb_json_rows w;
 } rows_ctx;
 
 static int add_row(void *arg, const tern_tsdb_row *row)
 {
     rows_ctx *c = arg;
-    if (c->n++)
-        tern_buf_append_u8(&c->out, ',');
-    return tern_tsdb_row_json(&c->out, c->aggs, row);
+    return tern_tsdb_rows_json_add(&c->w, c->aggs, row);
 }
 
 static const char *tier_name(tern_tsdb_tier t)
@@ -209,7 +207,7 @@ static void respond_rows(
     tern_http_req *req, rows_ctx *c, int rc, const char *err, tern_tsdb_tier tier)
 {
     if (rc == 0) {
-        tern_buf_printf(&c->out, "],\"count\":%llu,\"tier\":\"%s\"}", (unsigned long long)c->n,
+        tern_buf_printf(&c->out, "],\"count\":%llu,\"tier\":\"%s\"}", (unsigned long long)c->w.rows,
             tier_name(tier));
         tern_http_respond(req, 200, "application/json", c->out.data, c->out.len);
     } else if (rc == TERN_EINVAL || rc == TERN_ETOOBIG) {
@@ -220,6 +218,7 @@ static void respond_rows(
         tern_http_respond_error(req, 500, err[0] ? err : tern_strerror(rc));
     }
     tern_buf_free(&c->out);
+    tern_tsdb_rows_json_free(&c->w);
 }
 
 static void on_query(tern_http_req *req, void *arg)
@@ -282,7 +281,10 @@ static void on_query(tern_http_req *req, void *arg)
         tern_http_respond_error(req, 400, "raw points need a device (or aggregate with agg=...)");
         return;
     }
-    rows_ctx c = { TERN_BUF_INIT, q.aggs, 0 };
+    rows_ctx c;
+    memset(&c, 0, sizeof c);
+    c.aggs = q.aggs;
+    c.w.out = &c.out;
     tern_buf_append_str(&c.out, "{\"rows\":[");
     int rc = tern_tsdb_query_run(api->db, &q, add_row, &c, err, sizeof err);
     respond_rows(req, &c, rc, err, q.tier_used);
@@ -296,7 +298,9 @@ static void on_last(tern_http_req *req, void *arg)
         tern_http_respond_error(req, 400, "device is required");
         return;
     }
-    rows_ctx c = { TERN_BUF_INIT, 0, 0 };
+    rows_ctx c;
+    memset(&c, 0, sizeof c);
+    c.w.out = &c.out;
     tern_buf_append_str(&c.out, "{\"rows\":[");
     int rc = tern_tsdb_last(api->db, device, add_row, &c);
     char err[200] = "";

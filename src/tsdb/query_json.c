@@ -93,20 +93,86 @@ int tern_tsdb_parse_time(const char *s, int64_t now_ms, int64_t *out)
     return 0;
 }
 
+static const double json_pow10[10] = { 1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9 };
+
+/* Writes u in decimal at p (no NUL); returns the length. */
+static size_t u64_text(char *p, uint64_t u)
+{
+    char tmp[24];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    for (size_t i = 0; i < n; i++)
+        p[i] = tmp[n - 1 - i];
+    return n;
+}
+
+int tern_tsdb_json_int(tern_buf *out, int64_t v)
+{
+    char s[24];
+    size_t n = 0;
+    uint64_t u = (uint64_t)v;
+    if (v < 0) {
+        s[n++] = '-';
+        u = 0 - u;
+    }
+    n += u64_text(s + n, u);
+    return tern_buf_append(out, s, n);
+}
+
 int tern_tsdb_json_double(tern_buf *out, double v)
 {
     if (isnan(v))
         return tern_buf_append_str(out, "\"NaN\"");
     if (isinf(v))
         return tern_buf_append_str(out, v > 0 ? "\"+Inf\"" : "\"-Inf\"");
+    if (v == 0)
+        return tern_buf_append_str(out, signbit(v) ? "-0" : "0");
+    /* Fast path, telemetry's case: a decimal with few digits, written from its scaled
+     * integer when that reads back as exactly v (the shortest form, as %.17g then trimmed). */
+    double a = fabs(v);
+    if (a < 1e15) {
+        for (int e = 0; e < 10; e++) {
+            double scaled = a * json_pow10[e];
+            if (scaled >= 9e15)
+                break;
+            double m = nearbyint(scaled);
+            if (m / json_pow10[e] != a)
+                continue;
+            char s[40];
+            size_t n = 0;
+            if (v < 0)
+                s[n++] = '-';
+            char digits[24];
+            size_t nd = u64_text(digits, (uint64_t)m);
+            if (e == 0) {
+                memcpy(s + n, digits, nd);
+                n += nd;
+            } else if ((size_t)e < nd) {
+                memcpy(s + n, digits, nd - (size_t)e);
+                n += nd - (size_t)e;
+                s[n++] = '.';
+                memcpy(s + n, digits + nd - (size_t)e, (size_t)e);
+                n += (size_t)e;
+            } else {
+                s[n++] = '0';
+                s[n++] = '.';
+                for (size_t z = nd; z < (size_t)e; z++)
+                    s[n++] = '0';
+                memcpy(s + n, digits, nd);
+                n += nd;
+            }
+            return tern_buf_append(out, s, n);
+        }
+    }
     char s[40];
     for (int prec = 15; prec <= 17; prec++) {
         snprintf(s, sizeof s, "%.*g", prec, v);
         if (strtod(s, NULL) == v)
             break;
     }
-    if (v == 0 && signbit(v))
-        snprintf(s, sizeof s, "-0");
     return tern_buf_append_str(out, s);
 }
 
@@ -129,7 +195,8 @@ int tern_tsdb_json_string(tern_buf *out, const char *s)
     return rc;
 }
 
-int tern_tsdb_row_json(tern_buf *out, unsigned aggs, const tern_tsdb_row *row)
+/* {"device":"d","metric":"m"  (or "group") */
+static int row_prefix(tern_buf *out, const tern_tsdb_row *row)
 {
     int rc = tern_buf_append_u8(out, '{');
     if (row->device) {
@@ -141,11 +208,18 @@ int tern_tsdb_row_json(tern_buf *out, unsigned aggs, const tern_tsdb_row *row)
     }
     rc |= tern_buf_append_str(out, ",\"metric\":");
     rc |= tern_tsdb_json_string(out, row->metric);
-    rc |= tern_buf_printf(out, ",\"ts\":%lld", (long long)row->ts_ms);
+    return rc ? TERN_ENOMEM : 0;
+}
+
+/* ,"ts":T,"value":V}  or  ,"ts":T,"avg":A,...} */
+static int row_body(tern_buf *out, unsigned aggs, const tern_tsdb_row *row)
+{
+    int rc = tern_buf_append_str(out, ",\"ts\":");
+    rc |= tern_tsdb_json_int(out, row->ts_ms);
     if (aggs == 0) {
         rc |= tern_buf_append_str(out, ",\"value\":");
         if (row->kind == TERN_VALUE_I64)
-            rc |= tern_buf_printf(out, "%lld", (long long)row->v.i);
+            rc |= tern_tsdb_json_int(out, row->v.i);
         else
             rc |= tern_tsdb_json_double(out, row->v.f);
     } else {
@@ -155,7 +229,7 @@ int tern_tsdb_row_json(tern_buf *out, unsigned aggs, const tern_tsdb_row *row)
                 continue;
             rc |= tern_buf_printf(out, ",\"%s\":", tern_tsdb_agg_name(bit));
             if (bit == TERN_AGG_COUNT)
-                rc |= tern_buf_printf(out, "%llu", (unsigned long long)row->count);
+                rc |= tern_tsdb_json_int(out, (int64_t)row->count);
             else
                 rc |= tern_tsdb_json_double(out, row->values[k]);
             k++;
@@ -163,4 +237,34 @@ int tern_tsdb_row_json(tern_buf *out, unsigned aggs, const tern_tsdb_row *row)
     }
     rc |= tern_buf_append_u8(out, '}');
     return rc ? TERN_ENOMEM : 0;
+}
+
+int tern_tsdb_row_json(tern_buf *out, unsigned aggs, const tern_tsdb_row *row)
+{
+    int rc = row_prefix(out, row);
+    return rc ? rc : row_body(out, aggs, row);
+}
+
+int tern_tsdb_rows_json_add(tern_tsdb_json_rows *w, unsigned aggs, const tern_tsdb_row *row)
+{
+    /* rows come series by series: the {"device":..,"metric":.. prefix is rendered once */
+    if (w->prefix.len == 0 || row->device != w->device || row->metric != w->metric
+        || row->group != w->group) {
+        tern_buf_reset(&w->prefix);
+        int rc = row_prefix(&w->prefix, row);
+        if (rc)
+            return rc;
+        w->device = row->device;
+        w->metric = row->metric;
+        w->group = row->group;
+    }
+    if (w->rows++ && tern_buf_append_u8(w->out, ',') != 0)
+        return TERN_ENOMEM;
+    int rc = tern_buf_append(w->out, w->prefix.data, w->prefix.len);
+    return rc ? rc : row_body(w->out, aggs, row);
+}
+
+void tern_tsdb_rows_json_free(tern_tsdb_json_rows *w)
+{
+    tern_buf_free(&w->prefix);
 }

@@ -26,7 +26,21 @@ int tern_tsdb_parse_duration(const char *s, int64_t *out);
 int tern_tsdb_json_double(tern_buf *out, double v);
 /* tern_tsdb_json_string appends s as a JSON string (quotes, escapes). */
 int tern_tsdb_json_string(tern_buf *out, const char *s);
+/* tern_tsdb_json_int appends v in decimal. */
+int tern_tsdb_json_int(tern_buf *out, int64_t v);
 /* tern_tsdb_row_json appends one row as a JSON object; aggs is the query's aggregate mask. */
 int tern_tsdb_row_json(tern_buf *out, unsigned aggs, const tern_tsdb_row *row);
+
+/* A JSON array being filled with rows (comma separated): the device/metric part of a row is
+ * rendered once per series and copied. Zero-initialise with out set; the row's device, metric
+ * and group pointers identify a series (they stay the same within one). */
+typedef struct tern_tsdb_json_rows {
+    tern_buf *out;
+    uint64_t rows;
+    const char *device, *metric, *group;
+    tern_buf prefix;
+} tern_tsdb_json_rows;
+int tern_tsdb_rows_json_add(tern_tsdb_json_rows *w, unsigned aggs, const tern_tsdb_row *row);
+void tern_tsdb_rows_json_free(tern_tsdb_json_rows *w);
 
 #endif
