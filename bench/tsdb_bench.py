@@ -570,7 +570,7 @@ def bench_tern(args, ds: dict, work: pathlib.Path) -> dict:
 
         out["scan"] = {"count": scan_runs(args.scan_reps, scan("count")),
                        "count_avg": scan_runs(args.scan_reps, scan("count,avg"))}
-        path = "/api/v1/query?" + urllib.parse.urlencode(dict(base, metric="*",
+        path = "/api/v1/query?" + urllib.parse.urlencode(dict(base, metric="*", format="series",
                                                               device=ds["device"]))
         out["one_device"] = latency_runs(port, path, args.device_reps, lambda body: None)
     finally:

@@ -189,12 +189,15 @@ static void on_metrics(tern_http_req *req, void *arg)
 typedef struct rows_ctx {
     tern_buf out;
     unsigned aggs;
+    bool series; /* format=series */
     tern_tsdb_json_rows w;
 } rows_ctx;
 
 static int add_row(void *arg, const tern_tsdb_row *row)
 {
     rows_ctx *c = arg;
+    if (c->series)
+        return tern_tsdb_series_json_add(&c->w, c->aggs, row);
     return tern_tsdb_rows_json_add(&c->w, c->aggs, row);
 }
 
@@ -206,6 +209,8 @@ static const char *tier_name(tern_tsdb_tier t)
 static void respond_rows(
     tern_http_req *req, rows_ctx *c, int rc, const char *err, tern_tsdb_tier tier)
 {
+    if (rc == 0 && c->series)
+        rc = tern_tsdb_series_json_finish(&c->w);
     if (rc == 0) {
         tern_buf_printf(&c->out, "],\"count\":%llu,\"tier\":\"%s\"}", (unsigned long long)c->w.rows,
             tier_name(tier));
@@ -281,11 +286,17 @@ static void on_query(tern_http_req *req, void *arg)
         tern_http_respond_error(req, 400, "raw points need a device (or aggregate with agg=...)");
         return;
     }
+    const char *format = tern_http_req_param(req, "format");
+    if (format && *format && strcmp(format, "rows") != 0 && strcmp(format, "series") != 0) {
+        tern_http_respond_error(req, 400, "format is rows or series");
+        return;
+    }
     rows_ctx c;
     memset(&c, 0, sizeof c);
     c.aggs = q.aggs;
+    c.series = format && strcmp(format, "series") == 0;
     c.w.out = &c.out;
-    tern_buf_append_str(&c.out, "{\"rows\":[");
+    tern_buf_append_str(&c.out, c.series ? "{\"series\":[" : "{\"rows\":[");
     int rc = tern_tsdb_query_run(api->db, &q, add_row, &c, err, sizeof err);
     respond_rows(req, &c, rc, err, q.tier_used);
 }

@@ -6,7 +6,9 @@
  *   GET  /ping (204), /health (200 {"status":"pass"})
  *   GET  /api/v1/query?metric=M&start=T&end=T[&device=D][&tags=k=v,...][&agg=avg,...]
  *                     [&step=60s][&group_by=TAG|*][&limit=N][&tier=auto|hot|warm]
- *                                          -> {"rows":[...],"count":N,"tier":"hot|warm|warm+hot"}
+ *                     [&format=rows|series]
+ *                       -> {"rows":[...],"count":N,"tier":"hot|warm|warm+hot"}, or with
+ *                          format=series {"series":[{...,"columns":[..],"values":[..]}],...}
  *   GET  /api/v1/last?device=D                                            -> {"rows":[...]}
  *   GET  /metrics   Prometheus text of the process's registry
  *

@@ -268,3 +268,58 @@ void tern_tsdb_rows_json_free(tern_tsdb_json_rows *w)
 {
     tern_buf_free(&w->prefix);
 }
+
+int tern_tsdb_series_json_add(tern_tsdb_json_rows *w, unsigned aggs, const tern_tsdb_row *row)
+{
+    int rc = 0;
+    if (w->rows == 0 || row->device != w->device || row->metric != w->metric
+        || row->group != w->group) {
+        if (w->rows)
+            rc |= tern_buf_append_str(w->out, "]},");
+        rc |= row_prefix(w->out, row);
+        rc |= tern_buf_append_str(w->out, ",\"columns\":[\"ts\"");
+        if (aggs == 0) {
+            rc |= tern_buf_append_str(w->out, ",\"value\"");
+        } else {
+            for (unsigned bit = 1; bit <= TERN_AGG_P95; bit <<= 1)
+                if (aggs & bit)
+                    rc |= tern_buf_printf(w->out, ",\"%s\"", tern_tsdb_agg_name(bit));
+        }
+        rc |= tern_buf_append_str(w->out, "],\"values\":[");
+        w->device = row->device;
+        w->metric = row->metric;
+        w->group = row->group;
+        w->series++;
+    } else {
+        rc |= tern_buf_append_u8(w->out, ',');
+    }
+    w->rows++;
+    rc |= tern_buf_append_u8(w->out, '[');
+    rc |= tern_tsdb_json_int(w->out, row->ts_ms);
+    if (aggs == 0) {
+        rc |= tern_buf_append_u8(w->out, ',');
+        if (row->kind == TERN_VALUE_I64)
+            rc |= tern_tsdb_json_int(w->out, row->v.i);
+        else
+            rc |= tern_tsdb_json_double(w->out, row->v.f);
+    } else {
+        size_t k = 0;
+        for (unsigned bit = 1; bit <= TERN_AGG_P95; bit <<= 1) {
+            if (!(aggs & bit))
+                continue;
+            rc |= tern_buf_append_u8(w->out, ',');
+            if (bit == TERN_AGG_COUNT)
+                rc |= tern_tsdb_json_int(w->out, (int64_t)row->count);
+            else
+                rc |= tern_tsdb_json_double(w->out, row->values[k]);
+            k++;
+        }
+    }
+    rc |= tern_buf_append_u8(w->out, ']');
+    return rc ? TERN_ENOMEM : 0;
+}
+
+int tern_tsdb_series_json_finish(tern_tsdb_json_rows *w)
+{
+    return w->rows ? tern_buf_append_str(w->out, "]}") : 0;
+}

@@ -39,8 +39,19 @@ typedef struct tern_tsdb_json_rows {
     uint64_t rows;
     const char *device, *metric, *group;
     tern_buf prefix;
+    uint64_t series;
 } tern_tsdb_json_rows;
 int tern_tsdb_rows_json_add(tern_tsdb_json_rows *w, unsigned aggs, const tern_tsdb_row *row);
 void tern_tsdb_rows_json_free(tern_tsdb_json_rows *w);
+
+/*
+ * The compact form, one object per series as InfluxDB and Prometheus users know it:
+ *   {"device":"d1","metric":"ev_soc","columns":["ts","value"],"values":[[T,V],[T,V]]}
+ *   {"group":"eu","metric":"ev_soc","columns":["ts","avg","count"],"values":[[T,A,C]]}
+ * tern_tsdb_series_json_add appends a row (opening a new series object when the row's series
+ * changes); tern_tsdb_series_json_finish closes the last one. Same writer state as rows.
+ */
+int tern_tsdb_series_json_add(tern_tsdb_json_rows *w, unsigned aggs, const tern_tsdb_row *row);
+int tern_tsdb_series_json_finish(tern_tsdb_json_rows *w);
 
 #endif

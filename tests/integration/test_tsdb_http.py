@@ -589,3 +589,35 @@ def test_device_tag_setting_and_body_limit(tsdb):
     r = srv.write(big, gzip_body=True)
     assert r.status == 413
     assert srv.req("GET", "/ping").status == 204
+
+
+# ---- the compact series form ----------------------------------------------------------------
+
+def test_format_series_holds_the_same_points_as_rows(tsdb):
+    srv = tsdb()
+    base = recent_base_ms()
+    lines = []
+    for i in range(50):
+        lines.append(f"ev,device_id=fs-a,region=eu soc={50 + i / 10!r},odo={1000 + i}i "
+                     f"{base + i * 10_000}")
+        lines.append(f"ev,device_id=fs-b,region=us soc={20 + i / 10!r} {base + i * 10_000}")
+    srv.write_ok("\n".join(lines))
+    rows = srv.query_rows(device="fs-a", start=base, end=base + HOUR_MS)
+    r = srv.query(device="fs-a", start=base, end=base + HOUR_MS, format="series")
+    assert r.status == 200, r.text()
+    body = r.json()
+    assert body["count"] == len(rows) == 100
+    series = {s["metric"]: s for s in body["series"]}
+    assert sorted(series) == ["ev_odo", "ev_soc"]
+    for name, s in series.items():
+        assert s["device"] == "fs-a" and s["columns"] == ["ts", "value"]
+        want = [[x["ts"], x["value"]] for x in rows if x["metric"] == name]
+        assert s["values"] == want
+    # aggregates grouped by a tag: one series per (group, metric), one column per aggregate
+    r = srv.query(metric="ev_soc", start=base, end=base + HOUR_MS, agg="count,max",
+                  group_by="region", format="series")
+    body = r.json()
+    assert [(s["group"], s["columns"]) for s in body["series"]] == [
+        ("eu", ["ts", "max", "count"]), ("us", ["ts", "max", "count"])]
+    assert body["series"][0]["values"][0][1:] == [54.9, 50]
+    assert srv.query(device="fs-a", start=base, end=base + 1, format="xml").status == 400
