@@ -2,6 +2,7 @@
  * tsdb_api_bench.c: the TSDB's C API write path and head memory, on the EV profile.
  *
  *   tsdb_api_bench [--devices N] [--minutes M] [--step S] [--wal on|off] [--dir DIR]
+ *                  [--block-minutes B]
  *
  * Writes N devices x 20 metrics every S seconds for M minutes of event time through
  * tern_tsdb_write (one batch per time step of 1,000 devices), on one thread, then reports one
@@ -45,7 +46,7 @@ static int rm_one(const char *path, const struct stat *st, int flag, struct FTW 
 
 int main(int argc, char **argv)
 {
-    long devices = 10000, minutes = 90, step_s = 10;
+    long devices = 10000, minutes = 90, step_s = 10, block_min = 60;
     const char *dir = "/tmp/tsdb_api_bench", *wal = "on";
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--devices") == 0)
@@ -56,6 +57,8 @@ int main(int argc, char **argv)
             step_s = atol(argv[i + 1]);
         else if (strcmp(argv[i], "--wal") == 0)
             wal = argv[i + 1];
+        else if (strcmp(argv[i], "--block-minutes") == 0)
+            block_min = atol(argv[i + 1]);
         else if (strcmp(argv[i], "--dir") == 0)
             dir = argv[i + 1];
         else {
@@ -91,6 +94,7 @@ int main(int argc, char **argv)
     o.dir = dir;
     o.retention_ms = 0;
     o.no_wal = strcmp(wal, "off") == 0;
+    o.block_duration_ms = block_min * 60000;
     tern_tsdb *db;
     char err[256];
     if (tern_tsdb_open(&o, &db, err, sizeof err) != 0) {

@@ -39,7 +39,7 @@ enum {
 void tern_tsdb_options_default(tern_tsdb_options *o)
 {
     memset(o, 0, sizeof(*o));
-    o->block_duration_ms = 3600 * 1000;
+    o->block_duration_ms = 30 * 60 * 1000;
     o->retention_ms = 7LL * 24 * 3600 * 1000;
     o->warm_retention_ms = 90LL * 24 * 3600 * 1000;
     o->wal_group_commit_ms = 5;
@@ -829,7 +829,8 @@ int tern_tsdb_maintain(tern_tsdb *db, int64_t now_ms)
     if (rc == 0)
         rc = tsdb_rollup_run(db);
     if (rc == 0)
-        rc = tsdb_blockset_compact(db, &db->hot, db->opt.block_duration_ms * 6, false);
+        rc = tsdb_blockset_compact(
+            db, &db->hot, db->opt.block_duration_ms * TSDB_COMPACT_BLOCKS, false);
     if (rc == 0)
         rc = tsdb_blockset_compact(db, &db->warm, WARM_COMPACT_WINDOW, false);
     if (rc == 0 && db->opt.retention_ms > 0 && now_ms != INT64_MIN)
@@ -859,7 +860,8 @@ int tern_tsdb_compact(tern_tsdb *db)
     pthread_mutex_lock(&db->maint_mu);
     int rc = tsdb_rollup_run(db);
     if (rc == 0)
-        rc = tsdb_blockset_compact(db, &db->hot, db->opt.block_duration_ms * 6, true);
+        rc = tsdb_blockset_compact(
+            db, &db->hot, db->opt.block_duration_ms * TSDB_COMPACT_BLOCKS, true);
     if (rc == 0)
         rc = tsdb_blockset_compact(db, &db->warm, WARM_COMPACT_WINDOW, true);
     pthread_mutex_unlock(&db->maint_mu);

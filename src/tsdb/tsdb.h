@@ -43,7 +43,7 @@ typedef int (*tern_tsdb_cold_hook)(
 
 typedef struct tern_tsdb_options {
     const char *dir;              /* data directory (created); blocks/ and wal/ live under it */
-    int64_t block_duration_ms;    /* the head is cut into blocks this long (default 1 h) */
+    int64_t block_duration_ms;    /* the head is cut into blocks this long (default 30 min) */
     int64_t retention_ms;         /* hot tier: drop blocks entirely older than this (0: keep) */
     int64_t warm_retention_ms;    /* warm tier (1-minute windows): likewise (default 90 d) */
     uint32_t wal_group_commit_ms; /* longest wait before the fsync covering a write (default 5) */
@@ -119,7 +119,7 @@ int tern_tsdb_maintain(tern_tsdb *db, int64_t now_ms);
 /* tern_tsdb_flush cuts the whole head (and backfill) into blocks now and truncates the WAL. */
 int tern_tsdb_flush(tern_tsdb *db);
 /* tern_tsdb_compact merges all blocks whose ranges overlap or that lie in one compaction window
- * (6 x block duration) into one block per window. */
+ * (12 x block duration) into one block per window. */
 int tern_tsdb_compact(tern_tsdb *db);
 
 typedef struct tern_tsdb_stats {

@@ -11,8 +11,8 @@
 const tern_config_schema tern_tsdb_config_schema[] = {
     { "tsdb.dir", TERN_CONFIG_STRING, NULL, "time-series store directory; unset: DATA/tsdb", 0, 0,
         0, NULL },
-    { "tsdb.block_duration", TERN_CONFIG_DURATION, "1h",
-        "the head is cut into blocks this long; compaction merges 6 of them", 60000,
+    { "tsdb.block_duration", TERN_CONFIG_DURATION, "30m",
+        "the head is cut into blocks this long; compaction merges 12 of them", 60000,
         7LL * 24 * 3600 * 1000, 0, NULL },
     { "tsdb.retention", TERN_CONFIG_DURATION, "7d",
         "hot tier: blocks older than this go to the cold hook, then away; 0: keep", 0, 0, 0, NULL },

@@ -285,6 +285,9 @@ static int warm_decode_body(
             rc = TERN_ECORRUPT;
         tern_free(ts2);
     }
+    for (size_t i = 0; i < n && rc == 0; i++)
+        if (cnt[i] < 1 || (i > 0 && ts[i] <= ts[i - 1]))
+            rc = TERN_ECORRUPT; /* windows are in start order and hold at least a point */
     for (size_t i = 0; i < n && rc == 0; i++) {
         uint64_t sl;
         const uint8_t *sp;

@@ -430,6 +430,7 @@ static void test_last_and_groups(void **state)
             /* from the warm tier's windows: the same avg and count, p95 from merged sketches
              * within their 1% relative accuracy */
             q.tier = TERN_TIER_WARM;
+            q.end_ms = T0 + HOUR / 2; /* the flushed range: the head starts there */
             got.n = 0;
             assert_int_equal(tern_tsdb_query_run(db, &q, collect_row, &got, err, sizeof err), 0);
             assert_int_equal(q.tier_used, TERN_TIER_WARM);
@@ -530,6 +531,87 @@ static void test_parallel_grouped_scan(void **state)
     free(dir);
 }
 
+/* The cold hook is offered every raw block leaving the hot tier; a refusal keeps the block. */
+static int cold_calls, cold_refuse;
+static int64_t cold_max_ts;
+
+static int cold_hook(void *arg, const char *path, int64_t min_ts, int64_t max_ts)
+{
+    (void)arg;
+    assert_non_null(strstr(path, "/blocks/"));
+    assert_true(min_ts <= max_ts);
+    cold_calls++;
+    if (max_ts > cold_max_ts)
+        cold_max_ts = max_ts;
+    return cold_refuse;
+}
+
+static void test_retention_and_cold_hook(void **state)
+{
+    (void)state;
+    char *dir = make_tmpdir();
+    tern_tsdb_options o;
+    tern_tsdb_options_default(&o);
+    o.dir = dir;
+    o.wal_fsync = false;
+    o.retention_ms = 24 * HOUR;
+    o.warm_retention_ms = 48 * HOUR;
+    o.cold_hook = cold_hook;
+    tern_tsdb *db;
+    char err[200];
+    assert_int_equal(tern_tsdb_open(&o, &db, err, sizeof err), 0);
+    tern_tsdb_write_result res;
+    for (int h = 0; h < 6; h++) /* one point an hour over 6 hours */
+        assert_int_equal(write_one(db, "a", "x", T0 + h * HOUR, h, false, &res), 0);
+    assert_int_equal(tern_tsdb_flush(db), 0);
+    tern_tsdb_stats st;
+    tern_tsdb_get_stats(db, &st);
+    uint64_t blocks = st.blocks;
+    assert_true(blocks >= 1);
+    assert_true(st.warm_blocks >= 1);
+    /* a day and 3.5 hours later the first 3 hours are past the hot retention: the hook refuses,
+     * nothing is dropped */
+    cold_calls = 0;
+    cold_refuse = 1;
+    assert_int_equal(tern_tsdb_maintain(db, T0 + 27 * HOUR + HOUR / 2), 0);
+    assert_true(cold_calls >= 1);
+    tern_tsdb_get_stats(db, &st);
+    assert_int_equal(st.blocks, blocks);
+    /* the hook takes them: the raw blocks go, the warm windows stay (48 h) */
+    cold_refuse = 0;
+    cold_calls = 0;
+    cold_max_ts = 0;
+    assert_int_equal(tern_tsdb_maintain(db, T0 + 27 * HOUR + HOUR / 2), 0);
+    assert_true(cold_calls >= 1);
+    assert_true(cold_max_ts < T0 + 3 * HOUR + HOUR / 2);
+    tern_tsdb_get_stats(db, &st);
+    assert_true(st.blocks < blocks);
+    tern_tsdb_query q;
+    memset(&q, 0, sizeof q);
+    q.sel.device = "a";
+    q.start_ms = T0;
+    q.end_ms = T0 + 6 * HOUR;
+    q.aggs = TERN_AGG_COUNT;
+    q.step_ms = HOUR;
+    q.tier = TERN_TIER_HOT;
+    got.n = 0;
+    assert_int_equal(tern_tsdb_query_run(db, &q, collect_row, &got, err, sizeof err), 0);
+    size_t hot_rows = got.n;
+    assert_true(hot_rows < 6);
+    q.tier = TERN_TIER_WARM;
+    got.n = 0;
+    assert_int_equal(tern_tsdb_query_run(db, &q, collect_row, &got, err, sizeof err), 0);
+    assert_int_equal(got.n, 6); /* the warm tier still answers for every hour */
+    /* past the warm retention everything is gone */
+    assert_int_equal(tern_tsdb_maintain(db, T0 + 60 * HOUR), 0);
+    tern_tsdb_get_stats(db, &st);
+    assert_int_equal(st.blocks, 0);
+    assert_int_equal(st.warm_blocks, 0);
+    assert_int_equal(tern_tsdb_close(db, false), 0);
+    rm_rf(dir);
+    free(dir);
+}
+
 static void test_corrupt_block_refused(void **state)
 {
     (void)state;
@@ -588,6 +670,7 @@ int main(void)
         cmocka_unit_test(test_conflicts_and_limits),
         cmocka_unit_test(test_last_and_groups),
         cmocka_unit_test(test_parallel_grouped_scan),
+        cmocka_unit_test(test_retention_and_cold_hook),
         cmocka_unit_test(test_corrupt_block_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
