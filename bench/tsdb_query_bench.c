@@ -112,9 +112,8 @@ int main(int argc, char **argv)
     printf("{\"bench\":\"tsdb_query\",\"scan_points\":%llu,\"scan_seconds\":%.4f,"
            "\"scan_points_per_s\":%.0f,\"one_device_day_points\":%.0f,"
            "\"one_device_day_p50_ms\":%.3f,\"one_device_day_p99_ms\":%.3f}\n",
-        (unsigned long long)points, scan_s, (double)points / scan_s,
-        (double)one_points / n_one, (double)one_ns[n_one / 2] / 1e6,
-        (double)one_ns[n_one * 99 / 100] / 1e6);
+        (unsigned long long)points, scan_s, (double)points / scan_s, (double)one_points / n_one,
+        (double)one_ns[n_one / 2] / 1e6, (double)one_ns[n_one * 99 / 100] / 1e6);
     tern_tsdb_close(db, false);
     free(scan_ns);
     free(one_ns);
