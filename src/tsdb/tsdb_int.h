@@ -24,11 +24,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TSDB_HEAD_BUF 16u       /* raw points per series before sealing a fragment */
-#define TSDB_HEAD_FRAGS 24u     /* fragments per series before they are merged into one chunk */
-#define TSDB_COMPACT_BLOCKS 12u /* compaction merges the blocks of windows this many blocks long   \
-                                 */
-#define TSDB_KIND_WARM 3u       /* a block series entry holding 1-minute windows (warm.c) */
+#define TSDB_HEAD_BUF 16u   /* raw points per series before sealing a fragment */
+#define TSDB_HEAD_FRAGS 24u /* fragments per series before they are merged into one chunk */
+#define TSDB_COMPACT_BLOCKS                                                                        \
+    12u                   /* compaction merges the blocks of windows this many blocks long         \
+                           */
+#define TSDB_KIND_WARM 3u /* a block series entry holding 1-minute windows (warm.c) */
 #define TSDB_WINDOW_MS 60000
 
 typedef struct tsdb_point {
