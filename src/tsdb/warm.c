@@ -230,7 +230,7 @@ static int read_column(tern_reader *r, size_t n, int64_t *ts, void *vals, bool i
                      : tern_chunk_decode_f64(p, (size_t)len, ts, vals, n, &got);
     if (rc == 0 && got != n)
         rc = TERN_ECORRUPT;
-    return rc == TERN_EINVAL ? TERN_ECORRUPT : rc;
+    return rc == TERN_EINVAL || rc == TERN_EPROTO ? TERN_ECORRUPT : rc;
 }
 
 static int warm_decode_body(
