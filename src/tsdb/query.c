@@ -99,7 +99,7 @@ static int acc_add_window(acc *a, const tsdb_window *w, const uint8_t *sk, bool 
     if (!keep)
         return 0;
     tern_sketch one;
-    int rc = tern_sketch_decode(&one, sk, w->sk_len);
+    int rc = tsdb_window_sketch(w, sk, &one);
     if (rc)
         return rc;
     if (!a->sk) {

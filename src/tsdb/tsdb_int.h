@@ -17,6 +17,7 @@
 
 #include "base/buf.h"
 #include "tsdb/tsdb.h"
+#include "tsdb/sketch.h"
 #include "tsdb/wal.h"
 
 #include <pthread.h>
@@ -195,6 +196,10 @@ typedef struct tsdb_windows {
 void tsdb_windows_reset(tsdb_windows *ws);
 void tsdb_windows_free(tsdb_windows *ws);
 size_t tsdb_windows_count(const tsdb_windows *ws);
+/* A window of at most two values or of equal values stores no sketch: its aggregates imply it.
+ * tsdb_window_sketch gives the window's sketch (decoded, or rebuilt; tern_sketch_free it). */
+bool tsdb_window_sketch_implied(const tsdb_window *w);
+int tsdb_window_sketch(const tsdb_window *w, const uint8_t *bytes, tern_sketch *out);
 /* tsdb_windows_from_points appends the windows of sorted points (one series) to out. */
 int tsdb_windows_from_points(const tsdb_point *p, size_t n, uint8_t kind, tsdb_windows *out);
 /* tsdb_warm_encode appends ws as one warm chunk; tsdb_warm_decode appends the windows of a

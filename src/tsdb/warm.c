@@ -98,6 +98,36 @@ static double window_sum(const double *v, size_t n)
     return sum;
 }
 
+bool tsdb_window_sketch_implied(const tsdb_window *w)
+{
+    if (w->min != w->min || w->max != w->max)
+        return false; /* NaN: the sketch counts it apart */
+    return w->count <= 2 || w->min == w->max;
+}
+
+int tsdb_window_sketch(const tsdb_window *w, const uint8_t *bytes, tern_sketch *out)
+{
+    if (w->sk_len)
+        return tern_sketch_decode(out, bytes, w->sk_len);
+    if (!tsdb_window_sketch_implied(w))
+        return TERN_ECORRUPT;
+    int rc = tern_sketch_init(out, TERN_SKETCH_DEFAULT_ACCURACY);
+    if (rc)
+        return rc;
+    if (w->min == w->max)
+        rc = tern_sketch_add_n(out, w->min, w->count);
+    else if (w->count == 2) {
+        rc = tern_sketch_add(out, w->min);
+        if (rc == 0)
+            rc = tern_sketch_add(out, w->max);
+    } else {
+        rc = tern_sketch_add(out, w->last);
+    }
+    if (rc)
+        tern_sketch_free(out);
+    return rc;
+}
+
 int tsdb_windows_from_points(const tsdb_point *p, size_t n, uint8_t kind, tsdb_windows *out)
 {
     double vals[512];
@@ -132,7 +162,10 @@ int tsdb_windows_from_points(const tsdb_point *p, size_t n, uint8_t kind, tsdb_w
         if (decimal_sum)
             w.sum = window_sum(vals, nv);
         w.sk_off = (uint32_t)out->sk.len;
-        if (rc == 0)
+        /* a window whose values its aggregates already give (all equal, or at most two: min
+         * and max) stores no sketch: tsdb_window_sketch rebuilds it (parked devices' flat
+         * signals are most windows) */
+        if (rc == 0 && !tsdb_window_sketch_implied(&w))
             rc = tern_sketch_encode(&sk, &out->sk);
         w.sk_len = (uint32_t)(out->sk.len - w.sk_off);
         if (rc == 0)
