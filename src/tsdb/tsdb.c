@@ -701,6 +701,24 @@ static int cut_head(tern_tsdb *db, int64_t before)
 /* Writes a checkpoint of the head (every definition and every point still held) as the first
  * record of a new WAL segment, then deletes the older segments: their data is in blocks or in
  * the checkpoint. */
+/* A checkpoint is written as records of about this size (a WAL record is at most 128 MiB; a
+ * store of millions of series restates far more than that). */
+#define CKPT_RECORD_BYTES (8u << 20)
+
+/* Appends the checkpoint record built so far once it is big enough (or at the end), and starts
+ * the next one. Records are replayed in order, so definitions still precede their use. */
+static int ckpt_flush(tern_tsdb *db, tern_buf *r, int64_t *prev_ts, bool last, uint64_t *seq)
+{
+    if (!last && r->len < CKPT_RECORD_BYTES)
+        return 0;
+    int rc = r->len > 1 ? tern_wal_append(db->wal, r->data, r->len, seq) : 0;
+    tern_buf_reset(r);
+    if (rc == 0)
+        rc = tern_buf_append_u8(r, REC_VERSION);
+    *prev_ts = 0; /* point timestamps are deltas within a record */
+    return rc;
+}
+
 static int checkpoint_wal(tern_tsdb *db)
 {
     if (!db->wal)
@@ -712,17 +730,24 @@ static int checkpoint_wal(tern_tsdb *db)
     tern_buf *r = &db->wal_rec;
     tern_buf_reset(r);
     rc = tern_buf_append_u8(r, REC_VERSION);
-    for (uint32_t i = 0; rc == 0 && i < db->n_metrics; i++)
+    int64_t prev_ts = 0;
+    uint64_t seq = 0;
+    for (uint32_t i = 0; rc == 0 && i < db->n_metrics; i++) {
         rc = rec_str(r, ENT_METRIC, i, db->metrics[i].name, db->metrics[i].len);
-    for (uint32_t i = 0; rc == 0 && i < db->n_devices; i++)
+        if (rc == 0)
+            rc = ckpt_flush(db, r, &prev_ts, false, &seq);
+    }
+    for (uint32_t i = 0; rc == 0 && i < db->n_devices; i++) {
         if (db->devices[i])
             rc = rec_device(r, db->devices[i]);
+        if (rc == 0)
+            rc = ckpt_flush(db, r, &prev_ts, false, &seq);
+    }
     if (rc == 0 && db->head_start != INT64_MIN) {
         rc = tern_buf_append_u8(r, ENT_HEAD_START);
         if (!rc)
             rc = tern_varint_append_s64(r, db->head_start);
     }
-    int64_t prev_ts = 0;
     for (uint32_t i = 0; rc == 0 && i < db->n_series; i++) {
         tsdb_series *s = db->series[i];
         if (!s)
@@ -752,11 +777,12 @@ static int checkpoint_wal(tern_tsdb *db)
             rc = rec_point(r, s->id, s->buf[k].ts - prev_ts, s->buf[k].v);
             prev_ts = s->buf[k].ts;
         }
+        if (rc == 0)
+            rc = ckpt_flush(db, r, &prev_ts, false, &seq);
     }
-    uint64_t seq;
     if (rc == 0)
-        rc = tern_wal_append(db->wal, r->data, r->len, &seq);
-    if (rc == 0)
+        rc = ckpt_flush(db, r, &prev_ts, true, &seq);
+    if (rc == 0 && seq)
         rc = tern_wal_wait(db->wal, seq);
     if (rc == 0)
         rc = tern_wal_truncate_before(db->wal, segno);
