@@ -1,0 +1,263 @@
+/*
+ * cmd_serve.c: `tern serve`: the whole pipeline in one process, one config, one data directory.
+ *
+ *   tern serve [--data DIR] [--listen HOST:PORT]... [--http HOST:PORT] [--allow-anonymous]
+ *              [--config FILE] [--set KEY=VALUE]...
+ *
+ * MQTT broker -> embedded log (DATA/log) -> stream processor -> time-series store (DATA/tsdb),
+ * and the HTTP API (line-protocol writes, queries, /metrics) on the broker's event loop. A QoS
+ * 1/2 publish is acknowledged once the log holds it; the stream commits its offsets only once
+ * the store holds the points, so kill -9 at any moment loses nothing acknowledged.
+ * SIGINT/SIGTERM: the broker stops taking connections, the stream stores what the log holds
+ * (up to 10 s), the store flushes its head into blocks, everything closes. Logs "ready" with the
+ * addresses once it serves.
+ */
+#include "tern/commands.h"
+
+#include "api/api_config.h"
+#include "api/api_tsdb.h"
+#include "api/http.h"
+#include "base/alloc.h"
+#include "base/clock.h"
+#include "base/config.h"
+#include "base/error.h"
+#include "base/log.h"
+#include "broker/broker.h"
+#include "broker/broker_config.h"
+#include "broker/log_sink.h"
+#include "log/log.h"
+#include "log/log_config.h"
+#include "loop/loop.h"
+#include "stream/stream.h"
+#include "tsdb/tsdb.h"
+#include "tsdb/tsdb_config.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+const char tern_cmd_serve_summary[]
+    = "run the whole pipeline: broker, log, stream, time-series store, HTTP API";
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+        "usage: tern serve [--data DIR] [--listen HOST:PORT]... [--http HOST:PORT]\n"
+        "                  [--allow-anonymous] [--config FILE] [--set KEY=VALUE]...\n"
+        "Every [broker], [log], [tsdb] and [http] key can be set with --set (docs/).\n");
+}
+
+typedef struct serve_main {
+    tern_loop *loop;
+    tern_broker *broker;
+} serve_main;
+
+static void on_signal(tern_loop_signal *sig, int signum)
+{
+    serve_main *m = sig->data;
+    tern_logf(TERN_LOG_INFO, "serve", "signal %d: shutting down", signum);
+    tern_broker_shutdown(m->broker);
+    tern_loop_stop(m->loop);
+}
+
+static const struct {
+    const char *flag, *key, *value; /* value NULL: the next argument */
+} flags[] = {
+    { "--data", "data.dir", NULL },
+    { "--listen", "broker.listen", NULL },
+    { "--http", "http.listen", NULL },
+    { "--allow-anonymous", "broker.allow_anonymous", "true" },
+};
+
+int tern_cmd_serve(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return 0;
+        }
+    int status = 1, n = 0, n_owned = 0, rc;
+    char **args = tern_calloc((size_t)argc * 2 + 1, sizeof(*args));
+    char **owned = tern_calloc((size_t)argc + 1, sizeof(*owned));
+    tern_config *cfg = NULL;
+    tern_loop *loop = NULL;
+    tern_broker *broker = NULL;
+    tern_log *log = NULL;
+    tern_broker_log_sink *sink = NULL;
+    tern_tsdb *db = NULL;
+    tern_http_server *srv = NULL;
+    tern_api_tsdb *api = NULL;
+    tern_stream *stream = NULL;
+    tern_broker_config bcfg;
+    memset(&bcfg, 0, sizeof bcfg);
+    if (!args || !owned)
+        goto out;
+    args[n++] = argv[0];
+    for (int i = 1; i < argc; i++) {
+        size_t f;
+        for (f = 0; f < sizeof(flags) / sizeof(flags[0]); f++)
+            if (strcmp(argv[i], flags[f].flag) == 0 && (flags[f].value || i + 1 < argc))
+                break;
+        if (f == sizeof(flags) / sizeof(flags[0])) {
+            args[n++] = argv[i];
+            continue;
+        }
+        const char *v = flags[f].value ? flags[f].value : argv[++i];
+        size_t l = strlen(flags[f].key) + strlen(v) + 2;
+        owned[n_owned] = tern_malloc(l);
+        if (!owned[n_owned])
+            goto out;
+        snprintf(owned[n_owned], l, "%s=%s", flags[f].key, v);
+        args[n++] = "--set";
+        args[n++] = owned[n_owned++];
+    }
+    if (tern_config_create(&cfg) != 0 || tern_config_add_schema(cfg, tern_config_schema_core) != 0
+        || tern_config_add_schema(cfg, tern_broker_config_schema) != 0
+        || tern_config_add_schema(cfg, tern_log_config_schema) != 0
+        || tern_config_add_schema(cfg, tern_tsdb_config_schema) != 0
+        || tern_config_add_schema(cfg, tern_api_config_schema) != 0)
+        goto out;
+    if (tern_config_parse_args(cfg, &n, args) != 0) {
+        fprintf(stderr, "tern serve: %s\n", tern_config_error(cfg));
+        status = 2;
+        goto out;
+    }
+    if (n > 1) {
+        fprintf(stderr, "tern serve: unexpected argument '%s'\n", args[1]);
+        usage(stderr);
+        status = 2;
+        goto out;
+    }
+    tern_log_level level;
+    if (tern_log_level_parse(tern_config_get_string(cfg, "logging.level"), &level) == 0)
+        tern_log_set_level(level);
+    (void)mkdir(tern_config_get_string(cfg, "data.dir"), 0755);
+
+    /* signals first: every thread started later inherits the blocked mask (signalfd) */
+    if (tern_broker_config_load(cfg, &bcfg) != 0 || tern_loop_new(&loop) != 0)
+        goto out;
+    serve_main m = { loop, NULL };
+    tern_loop_signal sigint, sigterm;
+    tern_loop_signal_init(loop, &sigint, on_signal, &m);
+    tern_loop_signal_init(loop, &sigterm, on_signal, &m);
+    if (tern_loop_signal_start(&sigint, SIGINT) != 0
+        || tern_loop_signal_start(&sigterm, SIGTERM) != 0)
+        goto out;
+    signal(SIGPIPE, SIG_IGN);
+
+    /* the log */
+    tern_log_config lcfg;
+    uint32_t n_partitions = 0;
+    char log_dir[4096], tsdb_dir[4096], err[512];
+    if (tern_log_config_load(cfg, &lcfg, &n_partitions, log_dir, sizeof log_dir, err, sizeof err)
+        != 0) {
+        fprintf(stderr, "tern serve: %s\n", err);
+        status = 2;
+        goto out;
+    }
+    const char *log_topic = tern_config_get_string(cfg, "broker.ingest_topic");
+    rc = tern_log_open(&lcfg, &log);
+    if (rc == 0)
+        rc = tern_log_create_topic(log, log_topic, n_partitions);
+    if (rc != 0) {
+        fprintf(stderr, "tern serve: cannot open the log (%s): %s\n",
+            lcfg.backend == TERN_LOG_KAFKA ? lcfg.kafka_brokers : log_dir, tern_strerror(rc));
+        goto out;
+    }
+
+    /* the store */
+    tern_tsdb_options topt;
+    if (tern_tsdb_config_load(cfg, &topt, tsdb_dir, sizeof tsdb_dir, err, sizeof err) != 0) {
+        fprintf(stderr, "tern serve: %s\n", err);
+        status = 2;
+        goto out;
+    }
+    topt.background = true;
+    rc = tern_tsdb_open(&topt, &db, err, sizeof err);
+    if (rc) {
+        fprintf(stderr, "tern serve: %s\n", err);
+        goto out;
+    }
+
+    /* the stream between them */
+    tern_stream_config scfg;
+    tern_stream_config_default(&scfg);
+    scfg.topic = log_topic;
+    rc = tern_stream_new(log, db, &scfg, &stream);
+    if (rc == 0)
+        rc = tern_stream_start(stream);
+    if (rc) {
+        fprintf(stderr, "tern serve: cannot start the stream: %s\n", tern_strerror(rc));
+        goto out;
+    }
+
+    /* the HTTP API and the broker, on the loop */
+    tern_http_config hc;
+    const char *http_listen = tern_api_config_load(cfg, &hc);
+    if (tern_http_server_new(loop, &hc, &srv) != 0)
+        goto out;
+    rc = tern_api_tsdb_new(loop, srv, db, tern_config_get_string(cfg, "tsdb.device_tag"), &api);
+    if (rc == 0)
+        rc = tern_http_listen(srv, http_listen);
+    if (rc) {
+        fprintf(stderr, "tern serve: cannot listen on %s: %s\n", http_listen, tern_strerror(rc));
+        goto out;
+    }
+    rc = tern_broker_new(loop, &bcfg, &broker);
+    if (rc != 0) {
+        fprintf(stderr, "tern serve: cannot start the broker: %s\n", tern_strerror(rc));
+        status = rc == TERN_ECONFIG ? 2 : 1;
+        goto out;
+    }
+    m.broker = broker;
+    unsigned key_level = (unsigned)tern_config_get_int(cfg, "broker.ingest_key_level");
+    if (tern_broker_log_sink_new(broker, loop, log, log_topic, key_level, &sink) != 0)
+        goto out;
+    tern_broker_set_sink(broker, tern_broker_log_sink_get(sink));
+    uint16_t http_port = 0;
+    tern_http_port(srv, &http_port);
+    tern_logf(TERN_LOG_INFO, "serve", "ready (http port %u, data %s, anonymous access %s)",
+        http_port, tern_config_get_string(cfg, "data.dir"),
+        bcfg.allow_anonymous ? "allowed" : "refused");
+    rc = tern_loop_run(loop);
+    tern_broker_shutdown(broker);
+    status = rc == 0 ? 0 : 1;
+
+    /* drain: what the broker acknowledged is in the log; store it before stopping (bounded) */
+    tern_log_flush(log);
+    tern_stream_stop(stream);
+    uint64_t t0 = tern_clock_mono_ms();
+    tern_stream_stats before, after;
+    do {
+        tern_stream_get_stats(stream, &before);
+        if (tern_stream_run_once(stream, 200) != 0)
+            break;
+        tern_stream_get_stats(stream, &after);
+    } while (after.records != before.records && tern_clock_mono_ms() - t0 < 10000);
+out:
+    /* Order: the stream (it writes to the store and reads the log), the store (its WAL answers
+     * pending HTTP writes, run by the loop), the log (completes the broker's appends, posted to
+     * the loop), then the loop runs those completions and the broker and server go. */
+    tern_stream_free(stream);
+    if (db) {
+        int crc = tern_tsdb_close(db, true);
+        if (crc)
+            fprintf(stderr, "tern serve: closing the store: %s\n", tern_strerror(crc));
+    }
+    tern_log_close(log);
+    if (loop)
+        (void)tern_loop_run_once(loop, 0);
+    tern_broker_free(broker);
+    tern_broker_log_sink_free(sink);
+    tern_http_server_free(srv);
+    tern_api_tsdb_free(api);
+    tern_loop_free(loop);
+    tern_broker_config_release(&bcfg);
+    tern_config_destroy(cfg);
+    for (int i = 0; i < n_owned; i++)
+        tern_free(owned[i]);
+    tern_free(owned);
+    tern_free(args);
+    return status;
+}
