@@ -1190,7 +1190,7 @@ static int decode_binary(dctx *c)
     if (magic != TERN_PAYLOAD_BINARY_V1)
         return fail_at(c, TERN_EVERSION, 0, "binary: unsupported version %u", magic & 0x0Fu);
     c->pos = 1;
-    const uint8_t *fb;
+    const uint8_t *fb = NULL;
     int rc = b_bytes(c, 1, &fb);
     if (rc)
         return rc;
@@ -1235,7 +1235,7 @@ static int decode_binary(dctx *c)
             seq += (uint64_t)dseq;
         }
         size_t bm_at = c->pos;
-        const uint8_t *present, *raw = NULL;
+        const uint8_t *present = NULL, *raw = NULL;
         if ((rc = b_bytes(c, nb, &present)) != 0)
             return rc;
         if ((flags & BIN_FLAG_RAW) && (rc = b_bytes(c, nb, &raw)) != 0)
@@ -1270,7 +1270,7 @@ static int decode_binary(dctx *c)
                 }
                 continue;
             }
-            const uint8_t *tag, *bits;
+            const uint8_t *tag = NULL, *bits = NULL;
             at = c->pos;
             if ((rc = b_bytes(c, 1, &tag)) != 0)
                 return rc;
