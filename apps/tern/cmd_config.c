@@ -14,6 +14,7 @@
 #include "log/log_config.h"
 #include "tsdb/tsdb_config.h"
 #include "api/api_config.h"
+#include "stream/stream_config.h"
 #include "base/error.h"
 
 #include <stdio.h>
@@ -31,6 +32,7 @@ static const tern_config_schema *const schemas[] = {
     tern_log_config_schema,
     tern_tsdb_config_schema,
     tern_api_config_schema,
+    tern_stream_config_schema,
     NULL,
 };
 

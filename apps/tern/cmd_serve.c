@@ -29,6 +29,7 @@
 #include "log/log_config.h"
 #include "loop/loop.h"
 #include "stream/stream.h"
+#include "stream/stream_config.h"
 #include "tsdb/tsdb.h"
 #include "tsdb/tsdb_config.h"
 
@@ -45,7 +46,7 @@ static void usage(FILE *out)
     fprintf(out,
         "usage: tern serve [--data DIR] [--listen HOST:PORT]... [--http HOST:PORT]\n"
         "                  [--allow-anonymous] [--config FILE] [--set KEY=VALUE]...\n"
-        "Every [broker], [log], [tsdb] and [http] key can be set with --set (docs/).\n");
+        "Every [broker], [log], [stream], [tsdb] and [http] key can be set with --set.\n");
 }
 
 typedef struct serve_main {
@@ -116,7 +117,8 @@ int tern_cmd_serve(int argc, char **argv)
         || tern_config_add_schema(cfg, tern_broker_config_schema) != 0
         || tern_config_add_schema(cfg, tern_log_config_schema) != 0
         || tern_config_add_schema(cfg, tern_tsdb_config_schema) != 0
-        || tern_config_add_schema(cfg, tern_api_config_schema) != 0)
+        || tern_config_add_schema(cfg, tern_api_config_schema) != 0
+        || tern_config_add_schema(cfg, tern_stream_config_schema) != 0)
         goto out;
     if (tern_config_parse_args(cfg, &n, args) != 0) {
         fprintf(stderr, "tern serve: %s\n", tern_config_error(cfg));
@@ -182,8 +184,8 @@ int tern_cmd_serve(int argc, char **argv)
 
     /* the stream between them */
     tern_stream_config scfg;
-    tern_stream_config_default(&scfg);
-    scfg.topic = log_topic;
+    tern_stream_config_load(cfg, &scfg);
+    scfg.topic = log_topic; /* what the broker feeds */
     rc = tern_stream_new(log, db, &scfg, &stream);
     if (rc == 0)
         rc = tern_stream_start(stream);
