@@ -1,0 +1,211 @@
+/*
+ * sim.h: tern-sim, the fleet simulator: N devices over real MQTT connections, time acceleration,
+ * misbehaviour (tunnels, duplicates), exact accounting of what the broker acknowledged, and a
+ * verifier that asks tern's query API whether every acknowledged point is stored exactly once.
+ *
+ * Two layers:
+ *   - pure parts (sim_pure.c), unit-tested alone: the event-time schedule and its acceleration,
+ *     exponential backoff with full jitter, per-device acknowledgement accounting (seq bitmaps
+ *     turned into ranges), one sample's payload, and the parser of the query API's answer;
+ *   - the runner (sim.c, sim_verify.c): one thread, one tern event loop (src/loop), the MQTT
+ *     codec (src/mqtt), one connection per device (client id = device id).
+ * Schedule: device d (1-based, of N) sends sample seq (1-based) at event time
+ *   ts = start_ms + offset(d) + (seq - 1) * interval_ms,  offset(d) = (d - 1) * interval_ms / N,
+ * due at wall time (ts - start_ms) / accel after the run starts. So ts is a function of
+ * (device, seq) and the ack log needs only seq ranges. Formats and CLI: docs/sim.md.
+ * Threading: none of this is thread-safe; a run owns its loop and its thread.
+ */
+#ifndef TERN_SIM_SIM_H
+#define TERN_SIM_SIM_H
+
+#include "base/buf.h"
+#include "sim/profile.h"
+#include "telemetry/payload.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* ---- schedule ---------------------------------------------------------------------------- */
+
+typedef struct tern_sim_schedule {
+    int64_t start_ms;     /* event time of the run's start (ms since the epoch) */
+    uint32_t interval_ms; /* event time between two samples of a device (> 0) */
+    double accel;         /* event ms per wall ms (> 0) */
+    uint32_t n_devices;   /* > 0 */
+} tern_sim_schedule;
+
+/* tern_sim_schedule_ts returns the event time of sample seq (>= 1) of device dev (1..N). */
+int64_t tern_sim_schedule_ts(const tern_sim_schedule *s, uint32_t dev, uint64_t seq);
+
+/* tern_sim_schedule_wall_ms returns the wall ms after the run's start when event time ts_ms is
+ * reached: ceil((ts_ms - start_ms) / accel), 0 for ts_ms <= start_ms. */
+uint64_t tern_sim_schedule_wall_ms(const tern_sim_schedule *s, int64_t ts_ms);
+
+/* tern_sim_schedule_due returns how many samples of device dev are due wall_ms after the start
+ * (the largest seq whose wall time is <= wall_ms; 0 if none). */
+uint64_t tern_sim_schedule_due(const tern_sim_schedule *s, uint32_t dev, uint64_t wall_ms);
+
+/* ---- backoff ----------------------------------------------------------------------------- */
+
+/*
+ * tern_sim_backoff_ms is exponential backoff with full jitter: the ceiling is
+ * min(cap_ms, base_ms * 2^(attempt - 1)) (attempt 0 counts as 1) and the result is
+ * rnd mod (ceiling + 1), i.e. uniform in [0, ceiling] for a uniform 64-bit rnd.
+ */
+uint64_t tern_sim_backoff_ms(uint32_t attempt, uint32_t base_ms, uint32_t cap_ms, uint64_t rnd);
+
+/* tern_sim_rng_next is the simulator's PRNG (xorshift64*); *state must not be 0. */
+uint64_t tern_sim_rng_next(uint64_t *state);
+
+/* tern_sim_rng_unit returns a double uniform in [0, 1) from the PRNG. */
+double tern_sim_rng_unit(uint64_t *state);
+
+/* ---- accounting -------------------------------------------------------------------------- */
+
+/* A set of sequence numbers (1-based), as a bitmap that grows. Zero-initialise it. */
+typedef struct tern_sim_seqset {
+    uint64_t *words;
+    size_t n_words;
+    uint64_t count; /* distinct seqs in the set */
+    uint64_t max;   /* largest seq in the set, 0 when empty */
+} tern_sim_seqset;
+
+/* tern_sim_seqset_add adds seq (>= 1). Sets *added (if not NULL) to whether it was new.
+ * Returns 0, TERN_EINVAL (seq 0) or TERN_ENOMEM (the set is unchanged). */
+int tern_sim_seqset_add(tern_sim_seqset *s, uint64_t seq, bool *added);
+
+/* tern_sim_seqset_has tells whether seq is in s. */
+bool tern_sim_seqset_has(const tern_sim_seqset *s, uint64_t seq);
+
+/* tern_sim_seqset_free releases s's memory and empties it. */
+void tern_sim_seqset_free(tern_sim_seqset *s);
+
+/* tern_sim_seqset_ranges calls fn(lo, hi, arg) for each maximal run [lo, hi] of s, in order,
+ * and returns the number of runs. */
+size_t tern_sim_seqset_ranges(
+    const tern_sim_seqset *s, void (*fn)(uint64_t lo, uint64_t hi, void *arg), void *arg);
+
+/* tern_sim_seqset_count_between counts the seqs of s in [lo, hi]. */
+uint64_t tern_sim_seqset_count_between(const tern_sim_seqset *s, uint64_t lo, uint64_t hi);
+
+/* ---- payloads ---------------------------------------------------------------------------- */
+
+typedef enum tern_sim_format { TERN_SIM_JSON = 0, TERN_SIM_BINARY = 1 } tern_sim_format;
+
+/*
+ * tern_sim_encode_sample appends one sample (ts_ms, seq, values[0..metric_count) of profile p,
+ * as tern_profile_step wrote them) to out in format fmt: JSON with the profile's metric names,
+ * or binary with the built-in schema of the profile's name. Integer metrics (decimals -1) are
+ * sent as integers. Returns 0, TERN_EINVAL (no built-in schema; a non-finite value) or
+ * TERN_ENOMEM; out is unchanged on error.
+ */
+int tern_sim_encode_sample(tern_buf *out, const tern_profile *p, tern_sim_format fmt, int64_t ts_ms,
+    uint64_t seq, const double *values);
+
+/* ---- verification ------------------------------------------------------------------------ */
+
+/*
+ * tern_sim_parse_counts reads a query API answer in the series form with a count aggregate,
+ * {"series":[{"device":..,"metric":"M","columns":["ts",..,"count",..],"values":[[..],..]},..]},
+ * and for each series whose metric is names[i] adds the sum of its count column to counts[i]
+ * (counts are not reset first). Series of other metrics are skipped. Untrusted input: bounded,
+ * never asserts. Returns 0, or TERN_EPROTO (not that shape; counts may be partly updated).
+ */
+int tern_sim_parse_counts(
+    const char *json, size_t len, const char *const *names, size_t n_names, uint64_t *counts);
+
+/* The result of checking one device: what was acknowledged vs what the store holds. */
+typedef struct tern_sim_verdict {
+    uint64_t acked_points;      /* acknowledged samples x metrics */
+    uint64_t stored_points;     /* counted by the store, all metrics */
+    uint64_t lost_points;       /* acknowledged but missing */
+    uint64_t duplicated_points; /* stored more often than can be explained */
+    uint64_t uncertain_points;  /* published, never acknowledged: may or may not be stored */
+} tern_sim_verdict;
+
+/*
+ * tern_sim_judge compares, for one device and its n_metrics metrics, stored[i] (the store's count
+ * in the queried range) with acked (acknowledged samples in that range) and uncertain (published
+ * but never acknowledged samples in that range): per metric, lost = acked - stored when stored <
+ * acked, duplicated = stored - acked - uncertain when positive. Adds into *v.
+ */
+void tern_sim_judge(const uint64_t *stored, size_t n_metrics, uint64_t acked, uint64_t uncertain,
+    tern_sim_verdict *v);
+
+/* ---- the run ----------------------------------------------------------------------------- */
+
+typedef struct tern_sim_options {
+    const char *broker;   /* HOST:PORT (required) */
+    const char *api;      /* HOST:PORT of the query API (for verify) */
+    uint32_t n_devices;   /* >= 1 */
+    uint64_t duration_ms; /* wall time of sample generation */
+    const char *profile;  /* "ev", "meter", "industrial" */
+    uint8_t qos;          /* 0 or 1 */
+    tern_sim_format format;
+    uint32_t interval_ms; /* event time between samples */
+    double accel;         /* event time per wall time */
+    int64_t start_ms;     /* event time of the start; INT64_MIN: now, rounded to the interval */
+    uint64_t seed;
+    const char *client_prefix;         /* device ids are PREFIX%06u */
+    const char *ack_log;               /* path or NULL */
+    uint32_t connect_rate;             /* connections started per second */
+    uint32_t window;                   /* QoS 1 in-flight messages per connection */
+    uint32_t buffer;                   /* samples a device buffers while offline (oldest dropped) */
+    double backfill_rate;              /* messages/s per device while backfilling; 0: auto */
+    double tunnel_rate;                /* probability per sample that a connected device drops */
+    double tunnel_min_s, tunnel_max_s; /* tunnel length, event time */
+    double duplicates;                 /* probability to re-send an acknowledged sample */
+    uint32_t backoff_base_ms, backoff_cap_ms;
+    uint64_t drain_ms; /* longest wait for acks after generation stops */
+    bool verify;
+    uint64_t verify_timeout_ms; /* keep re-checking while points are missing */
+    bool quiet;                 /* no progress line */
+    int progress_fd;            /* where the progress line goes (2) */
+} tern_sim_options;
+
+/* tern_sim_options_default fills o with the defaults of docs/sim.md (broker NULL). */
+void tern_sim_options_default(tern_sim_options *o);
+
+typedef struct tern_sim_summary {
+    uint32_t devices;
+    uint64_t generated;       /* samples generated */
+    uint64_t published;       /* PUBLISH packets sent (re-sends and duplicates included) */
+    uint64_t acked;           /* distinct samples acknowledged */
+    uint64_t acked_points;    /* acked x metrics */
+    uint64_t duplicates;      /* duplicates of acknowledged samples sent */
+    uint64_t resent;          /* samples sent again after a disconnect */
+    uint64_t reconnects;      /* successful connections after a device's first */
+    uint64_t tunnels;         /* disconnects caused by --tunnel-rate */
+    uint64_t dropped_offline; /* samples dropped because an offline buffer was full */
+    uint64_t backpressure;    /* times a device had to wait for its in-flight window */
+    uint64_t conn_errors;     /* failed connection attempts */
+    uint64_t unacked;         /* samples left unacknowledged at the end */
+    double ack_p50_ms, ack_p99_ms;
+    double wall_s;
+    size_t n_metrics;
+    bool interrupted;
+    /* verification (when asked) */
+    bool verified;
+    bool verify_ok;
+    tern_sim_verdict verdict;
+    uint64_t verify_errors; /* devices whose query failed */
+} tern_sim_summary;
+
+/*
+ * tern_sim_run runs the simulation described by o until its duration is over (then drains acks
+ * for at most o->drain_ms) or SIGINT/SIGTERM arrives, writes the ack log if asked, verifies if
+ * asked, and fills *out. Progress lines go to o->progress_fd. Returns 0 (the run happened; the
+ * verdict is in *out), TERN_EINVAL (bad options), TERN_ENOMEM, or -errno / TERN_ENOTFOUND for
+ * an address that does not resolve or an ack log that cannot be written.
+ */
+int tern_sim_run(const tern_sim_options *o, tern_sim_summary *out);
+
+/* tern_sim_summary_json appends the summary as one JSON object (no newline) to out. */
+int tern_sim_summary_json(tern_buf *out, const tern_sim_summary *s);
+
+/* tern_sim_verdict_json appends the verification verdict as one JSON object (no newline). */
+int tern_sim_verdict_json(tern_buf *out, const tern_sim_summary *s);
+
+#endif

@@ -1,0 +1,452 @@
+/*
+ * sim_pure.c: the simulator's pure parts: schedule arithmetic, backoff with full jitter, the PRNG,
+ * seq sets for accounting, one sample's payload, and the parser/judge of the verification
+ * queries. No I/O and no global state (see sim.h).
+ */
+#include "sim/sim.h"
+
+#include "base/alloc.h"
+#include "base/error.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- schedule ---------------------------------------------------------------------------- */
+
+int64_t tern_sim_schedule_ts(const tern_sim_schedule *s, uint32_t dev, uint64_t seq)
+{
+    uint64_t offset = (uint64_t)(dev - 1) * s->interval_ms / s->n_devices;
+    return s->start_ms + (int64_t)offset + (int64_t)(seq - 1) * (int64_t)s->interval_ms;
+}
+
+uint64_t tern_sim_schedule_wall_ms(const tern_sim_schedule *s, int64_t ts_ms)
+{
+    if (ts_ms <= s->start_ms)
+        return 0;
+    double w = (double)(ts_ms - s->start_ms) / s->accel;
+    return (uint64_t)ceil(w - 1e-9);
+}
+
+uint64_t tern_sim_schedule_due(const tern_sim_schedule *s, uint32_t dev, uint64_t wall_ms)
+{
+    uint64_t offset = (uint64_t)(dev - 1) * s->interval_ms / s->n_devices;
+    /* event time reached: floor(wall * accel); sample seq is due when offset + (seq-1)*iv <= it */
+    double reached = floor((double)wall_ms * s->accel + 1e-9);
+    if (reached < (double)offset)
+        return 0;
+    uint64_t n = (uint64_t)((reached - (double)offset) / (double)s->interval_ms) + 1;
+    /* guard the float edge: make wall_ms(ts(n)) <= wall_ms and wall_ms(ts(n + 1)) > wall_ms */
+    while (n > 0 && tern_sim_schedule_wall_ms(s, tern_sim_schedule_ts(s, dev, n)) > wall_ms)
+        n--;
+    while (tern_sim_schedule_wall_ms(s, tern_sim_schedule_ts(s, dev, n + 1)) <= wall_ms)
+        n++;
+    return n;
+}
+
+/* ---- backoff and PRNG -------------------------------------------------------------------- */
+
+uint64_t tern_sim_backoff_ms(uint32_t attempt, uint32_t base_ms, uint32_t cap_ms, uint64_t rnd)
+{
+    uint64_t ceil_ms = base_ms;
+    for (uint32_t i = 1; i < attempt && ceil_ms < cap_ms; i++)
+        ceil_ms *= 2;
+    if (ceil_ms > cap_ms)
+        ceil_ms = cap_ms;
+    return rnd % (ceil_ms + 1);
+}
+
+uint64_t tern_sim_rng_next(uint64_t *state)
+{
+    uint64_t x = *state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    return x * UINT64_C(2685821657736338717);
+}
+
+double tern_sim_rng_unit(uint64_t *state)
+{
+    return (double)(tern_sim_rng_next(state) >> 11) * 0x1.0p-53;
+}
+
+/* ---- seq sets ---------------------------------------------------------------------------- */
+
+int tern_sim_seqset_add(tern_sim_seqset *s, uint64_t seq, bool *added)
+{
+    if (seq == 0)
+        return TERN_EINVAL;
+    size_t need = (size_t)(seq / 64) + 1;
+    if (need > s->n_words) {
+        size_t n = s->n_words ? s->n_words : 4;
+        while (n < need)
+            n *= 2;
+        uint64_t *w = tern_realloc(s->words, n * sizeof *w);
+        if (!w)
+            return TERN_ENOMEM;
+        memset(w + s->n_words, 0, (n - s->n_words) * sizeof *w);
+        s->words = w;
+        s->n_words = n;
+    }
+    uint64_t bit = UINT64_C(1) << (seq % 64);
+    bool is_new = (s->words[seq / 64] & bit) == 0;
+    if (is_new) {
+        s->words[seq / 64] |= bit;
+        s->count++;
+        if (seq > s->max)
+            s->max = seq;
+    }
+    if (added)
+        *added = is_new;
+    return 0;
+}
+
+bool tern_sim_seqset_has(const tern_sim_seqset *s, uint64_t seq)
+{
+    return seq / 64 < s->n_words && ((s->words[seq / 64] >> (seq % 64)) & 1) != 0;
+}
+
+void tern_sim_seqset_free(tern_sim_seqset *s)
+{
+    tern_free(s->words);
+    memset(s, 0, sizeof *s);
+}
+
+size_t tern_sim_seqset_ranges(
+    const tern_sim_seqset *s, void (*fn)(uint64_t lo, uint64_t hi, void *arg), void *arg)
+{
+    size_t n = 0;
+    uint64_t lo = 0;
+    for (uint64_t q = 1; q <= s->max + 1; q++) {
+        bool in = q <= s->max && tern_sim_seqset_has(s, q);
+        if (in && lo == 0)
+            lo = q;
+        else if (!in && lo != 0) {
+            if (fn)
+                fn(lo, q - 1, arg);
+            n++;
+            lo = 0;
+        }
+    }
+    return n;
+}
+
+uint64_t tern_sim_seqset_count_between(const tern_sim_seqset *s, uint64_t lo, uint64_t hi)
+{
+    uint64_t n = 0;
+    if (lo == 0)
+        lo = 1;
+    for (uint64_t q = lo; q <= hi && q <= s->max; q++)
+        n += tern_sim_seqset_has(s, q);
+    return n;
+}
+
+/* ---- payloads ---------------------------------------------------------------------------- */
+
+int tern_sim_encode_sample(tern_buf *out, const tern_profile *p, tern_sim_format fmt, int64_t ts_ms,
+    uint64_t seq, const double *values)
+{
+    size_t n = tern_profile_metric_count(p);
+    const char *names[TERN_PROFILE_MAX_METRICS];
+    tern_payload_value vals[TERN_PROFILE_MAX_METRICS];
+    for (size_t i = 0; i < n; i++) {
+        names[i] = tern_profile_metric_name(p, i);
+        if (!isfinite(values[i]))
+            return TERN_EINVAL;
+        if (tern_profile_metric_decimals(p, i) < 0) {
+            vals[i].is_int = true;
+            vals[i].i = (int64_t)values[i];
+        } else {
+            vals[i].is_int = false;
+            vals[i].f = values[i];
+        }
+    }
+    tern_payload_sample smp = { ts_ms, seq, n, names, vals };
+    if (fmt == TERN_SIM_JSON)
+        return tern_payload_encode_json(out, &smp, 1);
+    const tern_payload_schema *schema = tern_payload_schema_by_name(tern_profile_name(p));
+    if (!schema)
+        return TERN_EINVAL;
+    return tern_payload_encode_binary(out, schema, &smp, 1);
+}
+
+/* ---- the query answer -------------------------------------------------------------------- */
+
+typedef struct jscan {
+    const char *p, *end;
+    int depth;
+} jscan;
+
+#define JSCAN_MAX_DEPTH 32
+
+static void js_ws(jscan *j)
+{
+    while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
+        j->p++;
+}
+
+static bool js_lit(jscan *j, char c)
+{
+    js_ws(j);
+    if (j->p < j->end && *j->p == c) {
+        j->p++;
+        return true;
+    }
+    return false;
+}
+
+/* Reads a string; *s and *len borrow its raw (still escaped) bytes. */
+static bool js_string(jscan *j, const char **s, size_t *len)
+{
+    js_ws(j);
+    if (j->p >= j->end || *j->p != '"')
+        return false;
+    const char *start = ++j->p;
+    while (j->p < j->end && *j->p != '"') {
+        if (*j->p == '\\') {
+            if (j->end - j->p < 2)
+                return false;
+            j->p++;
+        }
+        j->p++;
+    }
+    if (j->p >= j->end)
+        return false;
+    *s = start;
+    *len = (size_t)(j->p - start);
+    j->p++;
+    return true;
+}
+
+static bool js_number(jscan *j, double *out)
+{
+    js_ws(j);
+    char tmp[64];
+    size_t n = 0;
+    while (j->p + n < j->end && n < sizeof tmp - 1 && strchr("+-0123456789.eE", j->p[n]) != NULL
+        && j->p[n] != '\0')
+        n++;
+    if (n == 0 || n == sizeof tmp - 1)
+        return false;
+    memcpy(tmp, j->p, n);
+    tmp[n] = '\0';
+    char *e;
+    double v = strtod(tmp, &e);
+    if ((size_t)(e - tmp) != n)
+        return false;
+    j->p += n;
+    *out = v;
+    return true;
+}
+
+static bool js_skip(jscan *j);
+
+static bool js_skip_container(jscan *j, char close, bool object)
+{
+    if (++j->depth > JSCAN_MAX_DEPTH)
+        return false;
+    if (js_lit(j, close)) {
+        j->depth--;
+        return true;
+    }
+    for (;;) {
+        if (object) {
+            const char *k;
+            size_t kl;
+            if (!js_string(j, &k, &kl) || !js_lit(j, ':'))
+                return false;
+        }
+        if (!js_skip(j))
+            return false;
+        if (js_lit(j, ','))
+            continue;
+        if (js_lit(j, close)) {
+            j->depth--;
+            return true;
+        }
+        return false;
+    }
+}
+
+static bool js_skip(jscan *j)
+{
+    js_ws(j);
+    if (j->p >= j->end)
+        return false;
+    char c = *j->p;
+    if (c == '{') {
+        j->p++;
+        return js_skip_container(j, '}', true);
+    }
+    if (c == '[') {
+        j->p++;
+        return js_skip_container(j, ']', false);
+    }
+    if (c == '"') {
+        const char *s;
+        size_t l;
+        return js_string(j, &s, &l);
+    }
+    static const char *const words[] = { "true", "false", "null" };
+    for (size_t i = 0; i < 3; i++) {
+        size_t wl = strlen(words[i]);
+        if ((size_t)(j->end - j->p) >= wl && memcmp(j->p, words[i], wl) == 0) {
+            j->p += wl;
+            return true;
+        }
+    }
+    double d;
+    return js_number(j, &d);
+}
+
+static bool js_key_is(const char *k, size_t kl, const char *want)
+{
+    return kl == strlen(want) && memcmp(k, want, kl) == 0;
+}
+
+/* Sums column col of a values array [[..],..] (positioned at its '['). */
+static bool js_sum_column(jscan *j, long col, uint64_t *sum)
+{
+    if (!js_lit(j, '['))
+        return false;
+    if (js_lit(j, ']'))
+        return true;
+    for (;;) {
+        if (!js_lit(j, '['))
+            return false;
+        for (long i = 0;; i++) {
+            js_ws(j);
+            if (i == col) {
+                double v;
+                if (!js_number(j, &v) || v < 0 || v > 1e18)
+                    return false;
+                *sum += (uint64_t)v;
+            } else if (!js_skip(j)) {
+                return false;
+            }
+            if (js_lit(j, ','))
+                continue;
+            if (js_lit(j, ']'))
+                break;
+            return false;
+        }
+        if (js_lit(j, ','))
+            continue;
+        if (js_lit(j, ']'))
+            return true;
+        return false;
+    }
+}
+
+/* One series object (positioned after its '{'). */
+static bool js_series(jscan *j, const char *const *names, size_t n_names, uint64_t *counts)
+{
+    const char *metric = NULL, *values_at = NULL;
+    size_t metric_len = 0;
+    long count_col = -1;
+    if (!js_lit(j, '}')) {
+        for (;;) {
+            const char *k;
+            size_t kl;
+            if (!js_string(j, &k, &kl) || !js_lit(j, ':'))
+                return false;
+            if (js_key_is(k, kl, "metric")) {
+                if (!js_string(j, &metric, &metric_len))
+                    return false;
+            } else if (js_key_is(k, kl, "columns")) {
+                if (!js_lit(j, '['))
+                    return false;
+                for (long i = 0; !js_lit(j, ']'); i++) {
+                    const char *c;
+                    size_t cl;
+                    if (i > 0 && !js_lit(j, ','))
+                        return false;
+                    if (!js_string(j, &c, &cl))
+                        return false;
+                    if (js_key_is(c, cl, "count"))
+                        count_col = i;
+                }
+            } else if (js_key_is(k, kl, "values")) {
+                js_ws(j);
+                values_at = j->p;
+                if (!js_skip(j))
+                    return false;
+            } else if (!js_skip(j)) {
+                return false;
+            }
+            if (js_lit(j, ','))
+                continue;
+            if (js_lit(j, '}'))
+                break;
+            return false;
+        }
+    }
+    if (!metric || !values_at || count_col < 0)
+        return false;
+    for (size_t i = 0; i < n_names; i++) {
+        if (js_key_is(metric, metric_len, names[i])) {
+            jscan v = { values_at, j->end, 0 };
+            return js_sum_column(&v, count_col, &counts[i]);
+        }
+    }
+    return true;
+}
+
+int tern_sim_parse_counts(
+    const char *json, size_t len, const char *const *names, size_t n_names, uint64_t *counts)
+{
+    jscan j = { json, json + len, 0 };
+    bool seen = false;
+    if (!js_lit(&j, '{'))
+        return TERN_EPROTO;
+    if (!js_lit(&j, '}')) {
+        for (;;) {
+            const char *k;
+            size_t kl;
+            if (!js_string(&j, &k, &kl) || !js_lit(&j, ':'))
+                return TERN_EPROTO;
+            if (js_key_is(k, kl, "series")) {
+                seen = true;
+                if (!js_lit(&j, '['))
+                    return TERN_EPROTO;
+                if (!js_lit(&j, ']')) {
+                    for (;;) {
+                        if (!js_lit(&j, '{') || !js_series(&j, names, n_names, counts))
+                            return TERN_EPROTO;
+                        if (js_lit(&j, ','))
+                            continue;
+                        if (js_lit(&j, ']'))
+                            break;
+                        return TERN_EPROTO;
+                    }
+                }
+            } else if (!js_skip(&j)) {
+                return TERN_EPROTO;
+            }
+            if (js_lit(&j, ','))
+                continue;
+            if (js_lit(&j, '}'))
+                break;
+            return TERN_EPROTO;
+        }
+    }
+    js_ws(&j);
+    if (!seen || j.p != j.end)
+        return TERN_EPROTO;
+    return 0;
+}
+
+void tern_sim_judge(const uint64_t *stored, size_t n_metrics, uint64_t acked, uint64_t uncertain,
+    tern_sim_verdict *v)
+{
+    for (size_t i = 0; i < n_metrics; i++) {
+        v->acked_points += acked;
+        v->stored_points += stored[i];
+        v->uncertain_points += uncertain;
+        if (stored[i] < acked)
+            v->lost_points += acked - stored[i];
+        else if (stored[i] > acked + uncertain)
+            v->duplicated_points += stored[i] - acked - uncertain;
+    }
+}

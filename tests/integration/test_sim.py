@@ -1,0 +1,331 @@
+"""test_sim: `tern-sim` against a real `tern broker` (and `tern serve` for --verify).
+
+A paho subscriber on fleet/+/telemetry (QoS 1, subscribed before the simulator starts) sees
+what the broker accepted; the simulator's ack log (docs/sim.md) says what the broker
+acknowledged. Each test checks one promise of the simulator:
+- summary counts are consistent (generated = acked = ack log totals, points = samples x metrics);
+- every acknowledged (device, seq) reaches the subscriber, decodes (JSON or binary) with the
+  right device id, ts = the schedule's ts, and first deliveries in seq order per device;
+- tunnels: reconnects > 0 and still every acknowledged seq arrives;
+- duplicates: the subscriber sees the duplicated (device, seq) pairs more than once;
+- --verify: against a fake query API (a tiny HTTP server answering counts from what the
+  subscriber saw, honestly or with a fault injected) and against `tern serve` when it exists;
+- SIGINT ends the run cleanly with a summary.
+"""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+import tern_harness as th
+from broker_fixture import Paho, make_broker  # noqa: F401
+
+EV_METRICS = 20
+
+
+def sim_argv(broker_port: int, *extra: str) -> list[str]:
+    return [th.tern_bin("tern-sim"), "--broker", f"127.0.0.1:{broker_port}", "--quiet", *extra]
+
+
+def run_sim(broker_port: int, *extra: str, timeout_s: float = 50.0):
+    p = th.run(sim_argv(broker_port, *extra), timeout_s=timeout_s)
+    lines = [ln for ln in p.stdout.decode().splitlines() if ln.strip()]
+    assert lines, f"no summary (status {p.returncode}):\n{p.stderr.decode()[-3000:]}"
+    return p, [json.loads(ln) for ln in lines]
+
+
+def read_ack_log(path):
+    lines = [json.loads(ln) for ln in path.read_text().splitlines()]
+    header, devices = lines[0], lines[1:]
+    assert header["tern_sim_ack_log"] == 1
+    acked = {}
+    for d in devices:
+        seqs = set()
+        for lo, hi, ts_lo, ts_hi in d["acked_ranges"]:
+            assert lo <= hi and ts_lo <= ts_hi
+            assert ts_hi - ts_lo == (hi - lo) * header["interval_ms"]
+            seqs.update(range(lo, hi + 1))
+        assert len(seqs) == d["acked"]
+        acked[d["device"]] = seqs
+    return header, devices, acked
+
+
+def varint(b: bytes, i: int) -> tuple[int, int]:
+    v = shift = 0
+    while True:
+        c = b[i]
+        i += 1
+        v |= (c & 0x7F) << shift
+        shift += 7
+        if not c & 0x80:
+            return v, i
+
+
+def decode(payload: bytes) -> tuple[int, int, int]:
+    """(ts, seq, n_metrics) of a JSON or binary sample."""
+    if payload[0] == 0xB1:
+        assert payload[1] == 0  # one sample, no raw values needed for profile values
+        _, i = varint(payload, 2)  # schema id
+        z, i = varint(payload, i)
+        ts = (z >> 1) ^ -(z & 1)
+        seq, i = varint(payload, i)
+        return ts, seq, -1
+    obj = json.loads(payload)
+    return obj["ts"], obj["seq"], len(obj["m"])
+
+
+class Collector:
+    """Subscribes to fleet/+/telemetry and decodes what arrives."""
+
+    def __init__(self, port: int):
+        self.c = Paho(port, client_id="sim-test-sub")
+        self.c.subscribe("fleet/+/telemetry", qos=1)
+        self.seen: dict[str, list[tuple[int, int, int]]] = {}
+
+    def drain(self, want: dict[str, set[int]] | None = None, timeout_s: float = 20.0):
+        deadline = time.monotonic() + timeout_s
+        while True:
+            for m in self.c.take():
+                parts = m.topic.split("/")
+                assert parts[0] == "fleet" and parts[2] == "telemetry", m.topic
+                self.seen.setdefault(parts[1], []).append(decode(m.payload))
+            if want is None or all(want[d] <= {s for _, s, _ in self.seen.get(d, [])}
+                                   for d in want):
+                return
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.2)
+
+    def seqs(self, dev: str) -> set[int]:
+        return {s for _, s, _ in self.seen.get(dev, [])}
+
+    def close(self):
+        self.c.close()
+
+
+def check_delivery(col: Collector, header: dict, acked: dict[str, set[int]]):
+    """Every acked seq arrived, with the schedule's ts; first deliveries in seq order."""
+    n = header["devices"]
+    for idx in range(1, n + 1):
+        dev = f"dev{idx:06d}"
+        assert dev in acked
+        missing = acked[dev] - col.seqs(dev)
+        assert not missing, f"{dev}: acknowledged but never delivered: {sorted(missing)[:10]}"
+        first: list[int] = []
+        seen: set[int] = set()
+        offset = (idx - 1) * header["interval_ms"] // n
+        for ts, seq, n_metrics in col.seen[dev]:
+            assert ts == header["start_ms"] + offset + (seq - 1) * header["interval_ms"]
+            assert n_metrics in (-1, EV_METRICS)
+            if seq not in seen:
+                seen.add(seq)
+                first.append(seq)
+        assert first == sorted(first), f"{dev}: seqs out of order: {first[:40]}"
+
+
+def test_qos1_counts_and_delivery(make_broker, tmp_path):  # noqa: F811
+    broker = make_broker()
+    col = Collector(broker.port)
+    ack_log = tmp_path / "acks.jsonl"
+    p, (summary,) = run_sim(broker.port, "--devices", "50", "--duration", "4s", "--accel", "60",
+                            "--ack-log", str(ack_log))
+    assert p.returncode == 0
+    assert summary["devices"] == 50 and summary["metrics"] == EV_METRICS
+    # 4 s at accel 60 is 240 s of fleet time: 24 or 25 samples a device
+    assert 50 * 24 <= summary["generated"] <= 50 * 25
+    assert summary["acked"] == summary["generated"] == summary["published"]
+    assert summary["acked_points"] == summary["acked"] * EV_METRICS
+    assert summary["unacked"] == 0 and summary["reconnects"] == 0
+    assert 0 < summary["ack_p50_ms"] <= summary["ack_p99_ms"]
+    header, devices, acked = read_ack_log(ack_log)
+    assert header["devices"] == 50 and len(header["metrics"]) == EV_METRICS
+    assert sum(len(s) for s in acked.values()) == summary["acked"]
+    col.drain(acked)
+    check_delivery(col, header, acked)
+    col.close()
+
+
+def test_binary_format_accepted(make_broker, tmp_path):  # noqa: F811
+    broker = make_broker()
+    col = Collector(broker.port)
+    ack_log = tmp_path / "acks.jsonl"
+    p, (summary,) = run_sim(broker.port, "--devices", "20", "--duration", "2s", "--accel", "60",
+                            "--format", "binary", "--ack-log", str(ack_log))
+    assert p.returncode == 0
+    assert summary["acked"] == summary["generated"] > 0
+    header, _, acked = read_ack_log(ack_log)
+    col.drain(acked)
+    check_delivery(col, header, acked)
+    assert all(n == -1 for v in col.seen.values() for _, _, n in v)  # every payload was binary
+    col.close()
+
+
+def test_tunnels_reconnect_and_backfill(make_broker, tmp_path):  # noqa: F811
+    broker = make_broker()
+    col = Collector(broker.port)
+    ack_log = tmp_path / "acks.jsonl"
+    p, (summary,) = run_sim(broker.port, "--devices", "50", "--duration", "5s", "--accel", "60",
+                            "--tunnel-rate", "0.05", "--tunnel-min", "10s", "--tunnel-max", "60s",
+                            "--backoff-base", "20ms", "--ack-log", str(ack_log))
+    assert p.returncode == 0
+    assert summary["tunnels"] > 0 and summary["reconnects"] > 0
+    # everything generated was buffered while offline and backfilled: nothing left, nothing lost
+    assert summary["dropped_offline"] == 0 and summary["unacked"] == 0
+    assert summary["acked"] == summary["generated"]
+    header, _, acked = read_ack_log(ack_log)
+    col.drain(acked)
+    check_delivery(col, header, acked)
+    col.close()
+
+
+def test_duplicates_are_resent(make_broker, tmp_path):  # noqa: F811
+    broker = make_broker()
+    col = Collector(broker.port)
+    ack_log = tmp_path / "acks.jsonl"
+    p, (summary,) = run_sim(broker.port, "--devices", "30", "--duration", "3s", "--accel", "60",
+                            "--duplicates", "0.2", "--ack-log", str(ack_log))
+    assert p.returncode == 0
+    assert summary["duplicates"] > 0
+    assert summary["published"] == summary["acked"] + summary["duplicates"]
+    header, devices, acked = read_ack_log(ack_log)
+    dups = {(d["device"], s) for d in devices for lo, hi, _, _ in d["duplicated_ranges"]
+            for s in range(lo, hi + 1)}
+    assert dups and len(dups) <= summary["duplicates"]
+    col.drain(acked)
+    time.sleep(0.5)
+    col.drain()
+    check_delivery(col, header, acked)
+    for dev, seq in dups:
+        assert seq in acked[dev]
+        n = sum(1 for _, s, _ in col.seen[dev] if s == seq)
+        assert n >= 2, f"{dev} seq {seq}: duplicate sent but delivered {n} time(s)"
+    col.close()
+
+
+def test_sigint_prints_summary(make_broker, tmp_path):  # noqa: F811
+    broker = make_broker()
+    proc = subprocess.Popen(sim_argv(broker.port, "--devices", "10", "--duration", "60s",
+                                     "--accel", "60"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    summary = json.loads(out.decode().splitlines()[-1])
+    assert summary["interrupted"] is True
+    assert 0 < summary["acked"] <= summary["generated"] < 10 * 60
+
+
+# ---- --verify ------------------------------------------------------------------------------
+
+class FakeApi:
+    """Answers /api/v1/query?...&agg=count&format=series from what the subscriber stored.
+    fault: None (honest), "dup" (one device's counts doubled), "lose" (one device half)."""
+
+    def __init__(self, col: Collector, metrics: list[str], fault: str | None = None):
+        self.col, self.metrics, self.fault = col, metrics, fault
+        self.queries = 0
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                u = urlparse(self.path)
+                q = {k: v[0] for k, v in parse_qs(u.query).items()}
+                ok = (u.path == "/api/v1/query" and q.get("metric") == "*"
+                      and q.get("agg") == "count" and q.get("format") == "series"
+                      and q.get("tier") == "hot")
+                if not ok:
+                    self.send_response(400)
+                    self.end_headers()
+                    return
+                api.queries += 1
+                body = json.dumps(api.answer(q["device"], int(q["start"]), int(q["end"])))
+                data = body.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *a):
+                pass
+
+        self.srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.srv.server_address[1]
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def answer(self, dev: str, start: int, end: int) -> dict:
+        self.col.drain()
+        stored = {ts for ts, _, _ in self.col.seen.get(dev, []) if start <= ts < end}  # dedup
+        n = len(stored)
+        if self.fault == "dup" and dev == "dev000003":
+            n *= 2
+        if self.fault == "lose" and dev == "dev000003":
+            n //= 2
+        series = [{"device": dev, "metric": m, "columns": ["ts", "count"], "values": [[start, n]]}
+                  for m in self.metrics] if n else []
+        return {"series": series, "count": len(series), "tier": "hot"}
+
+    def close(self):
+        self.srv.shutdown()
+
+
+@pytest.mark.parametrize("fault", [None, "dup", "lose"])
+def test_verify_with_fake_api(make_broker, tmp_path, fault):  # noqa: F811
+    broker = make_broker()
+    col = Collector(broker.port)
+    from_profile = ["soc", "speed", "current", "power", "voltage", "cell_temp", "pack_temp",
+                    "motor_temp", "cabin_temp", "ambient_temp", "lat", "lon", "heading",
+                    "odometer", "tire_pressure", "throttle", "charge_power", "uptime_s",
+                    "trip_count", "msg_seq"]
+    api = FakeApi(col, from_profile, fault)
+    p, lines = run_sim(broker.port, "--devices", "10", "--duration", "2s", "--accel", "60",
+                       "--duplicates", "0.2", "--verify", "--api", f"127.0.0.1:{api.port}",
+                       "--verify-timeout", "3s")
+    summary, verdict = lines
+    assert api.queries >= 10
+    assert verdict["acked"] == summary["acked"]
+    assert verdict["acked_points"] == summary["acked"] * EV_METRICS
+    if fault is None:
+        assert p.returncode == 0, verdict
+        assert verdict["verify"] == "ok" and verdict["lost"] == 0 and verdict["duplicated"] == 0
+        assert verdict["stored"] == verdict["acked_points"]
+    else:
+        assert p.returncode == 1, verdict
+        assert verdict["verify"] == "failed"
+        assert (verdict["duplicated"] if fault == "dup" else verdict["lost"]) > 0
+    api.close()
+    col.close()
+
+
+def _has_serve() -> bool:
+    try:
+        out = th.run([th.tern_bin(), "help"], timeout_s=10)
+    except FileNotFoundError:
+        return False
+    return b"serve" in out.stdout + out.stderr
+
+
+@pytest.mark.skipif(not _has_serve(), reason="`tern serve` is not built")
+def test_verify_against_tern_serve(start, tmp_path):
+    http_port = th.free_port()
+    data = tmp_path / "serve"
+    data.mkdir()
+    serve = start("tern-serve", lambda port: [
+        th.tern_bin(), "serve", "--data", str(data), "--listen", f"127.0.0.1:{port}",
+        "--http", f"127.0.0.1:{http_port}", "--allow-anonymous"])
+    th.wait_for_port(http_port)
+    p, (summary, verdict) = run_sim(serve.port, "--devices", "50", "--duration", "4s",
+                                    "--accel", "60", "--tunnel-rate", "0.03",
+                                    "--duplicates", "0.1", "--verify", "--api",
+                                    f"127.0.0.1:{http_port}", "--verify-timeout", "20s")
+    assert p.returncode == 0, (summary, verdict)
+    assert verdict["verify"] == "ok" and verdict["lost"] == 0 and verdict["duplicated"] == 0
+    assert verdict["stored"] == summary["acked_points"] > 0
