@@ -54,6 +54,38 @@ typedef struct serve_main {
     tern_broker *broker;
 } serve_main;
 
+/* An alert to publish, handed from the stream's thread to the broker's loop. */
+typedef struct alert_msg {
+    serve_main *m;
+    size_t len;
+    char topic[400];
+    uint8_t payload[];
+} alert_msg;
+
+static void publish_on_loop(tern_loop *loop, void *arg)
+{
+    (void)loop;
+    alert_msg *a = arg;
+    if (a->m->broker)
+        (void)tern_broker_publish(a->m->broker, a->topic, a->payload, a->len, 1, true);
+    tern_free(a);
+}
+
+/* The stream's publish hook: alerts/{device}/{rule}, QoS 1, retained (the current state). */
+static void publish_alert(void *arg, const char *topic, const uint8_t *payload, size_t len)
+{
+    serve_main *m = arg;
+    alert_msg *a = tern_malloc(sizeof(*a) + len);
+    if (!a)
+        return;
+    a->m = m;
+    a->len = len;
+    snprintf(a->topic, sizeof a->topic, "%s", topic);
+    memcpy(a->payload, payload, len);
+    if (tern_loop_post(m->loop, publish_on_loop, a) != 0)
+        tern_free(a);
+}
+
 static void on_signal(tern_loop_signal *sig, int signum)
 {
     serve_main *m = sig->data;
@@ -186,11 +218,15 @@ int tern_cmd_serve(int argc, char **argv)
     tern_stream_config scfg;
     tern_stream_config_load(cfg, &scfg);
     scfg.topic = log_topic; /* what the broker feeds */
-    rc = tern_stream_new(log, db, &scfg, &stream);
+    scfg.publish = publish_alert;
+    scfg.publish_arg = &m;
+    rc = tern_stream_new(log, db, &scfg, &stream, err, sizeof err);
     if (rc == 0)
         rc = tern_stream_start(stream);
     if (rc) {
-        fprintf(stderr, "tern serve: cannot start the stream: %s\n", tern_strerror(rc));
+        fprintf(
+            stderr, "tern serve: cannot start the stream: %s\n", err[0] ? err : tern_strerror(rc));
+        status = rc == TERN_ECONFIG ? 2 : 1;
         goto out;
     }
 

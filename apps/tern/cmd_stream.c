@@ -152,11 +152,12 @@ int tern_cmd_stream(int argc, char **argv)
         fprintf(stderr, "tern stream: %s\n", err);
         goto out;
     }
-    rc = tern_stream_new(log, db, &scfg, &stream);
+    rc = tern_stream_new(log, db, &scfg, &stream, err, sizeof err);
     if (rc == 0)
         rc = tern_stream_start(stream);
     if (rc) {
-        fprintf(stderr, "tern stream: cannot start: %s\n", tern_strerror(rc));
+        fprintf(stderr, "tern stream: cannot start: %s\n", err[0] ? err : tern_strerror(rc));
+        status = rc == TERN_ECONFIG ? 2 : 1;
         goto out;
     }
     tern_http_config hc;

@@ -114,6 +114,15 @@ int tern_broker_port(const tern_broker *broker, size_t i);
  */
 void tern_broker_shutdown(tern_broker *broker);
 
+/*
+ * tern_broker_publish publishes a message from the server itself (alerts, commands) to every
+ * matching subscription, as a client's PUBLISH would be routed (not through the ingest sink;
+ * retained when retain). Loop thread only: other threads hand it over with tern_loop_post.
+ * Returns 0, TERN_EINVAL (topic empty, over 65535 bytes, or with wildcards) or TERN_ENOMEM.
+ */
+int tern_broker_publish(tern_broker *broker, const char *topic, const void *payload, size_t len,
+    uint8_t qos, bool retain);
+
 /* tern_broker_free releases everything. The broker must have been shut down. NULL is a no-op. */
 void tern_broker_free(tern_broker *broker);
 

@@ -1,5 +1,8 @@
 /*
- * will.c: the Last Will. Published when a connection ends without a normal DISCONNECT
+ * will.c: the Last Will, and the server's own publishes (tern_broker_publish), which take the
+ * same path: retained if asked, routed to every matching subscription.
+ *
+ * The Last Will: Published when a connection ends without a normal DISCONNECT
  * (keepalive timeout, socket error, protocol error, DISCONNECT 0x04, takeover), never after a
  * normal DISCONNECT. A 5.0 Will Delay Interval postpones it while the session lives on: if the
  * client reconnects to the session first, the will is dropped; if the session ends first, the
@@ -7,7 +10,10 @@
  */
 #include "broker/broker_int.h"
 
+#include "base/error.h"
 #include "base/log.h"
+
+#include <string.h>
 
 static void publish_now(tern_broker *b, broker_msg *m)
 {
@@ -64,4 +70,26 @@ void broker_will_session_end(tern_broker *b, broker_session *s)
     s->pending_will = NULL;
     publish_now(b, m);
     broker_msg_unref(m);
+}
+
+int tern_broker_publish(
+    tern_broker *b, const char *topic, const void *payload, size_t len, uint8_t qos, bool retain)
+{
+    size_t tl = topic ? strlen(topic) : 0;
+    if (tl == 0 || tl > 65535 || strpbrk(topic, "+#") || qos > 2)
+        return TERN_EINVAL;
+    tern_mqtt_publish pub;
+    memset(&pub, 0, sizeof(pub));
+    pub.qos = qos;
+    pub.retain = retain;
+    pub.topic.p = (const uint8_t *)topic;
+    pub.topic.len = (uint16_t)tl;
+    pub.payload = payload;
+    pub.payload_len = len;
+    broker_msg *m = broker_msg_new(&pub, "", tern_loop_now_ms(b->loop));
+    if (!m)
+        return TERN_ENOMEM;
+    publish_now(b, m);
+    broker_msg_unref(m);
+    return 0;
 }

@@ -8,6 +8,7 @@
 #include "base/clock.h"
 #include "base/error.h"
 #include "base/log.h"
+#include "stream/alert.h"
 #include "telemetry/payload.h"
 
 #include <pthread.h>
@@ -21,6 +22,8 @@ struct tern_stream {
     tern_stream_config cfg;
     tern_log_consumer *consumer;
     tern_window_engine *windows;
+    tern_alert_rules *rules;
+    tern_alert_engine *alerts;
     tern_payload_decoder dec;
     tern_tsdb_batch *batch;
     tern_log_message *msgs;
@@ -48,6 +51,7 @@ void tern_stream_config_default(tern_stream_config *c)
     c->late = "late";
     c->root = "fleet";
     c->max_batch = 4096;
+    c->alerts = "alerts";
     tern_window_config_default(&c->window);
 }
 
@@ -64,6 +68,12 @@ static int on_point(void *arg, const tern_window_point *p)
     }
     const tern_payload_point *pp = s->cur;
     s->st.points++;
+    if (s->alerts) {
+        int arc = tern_alert_point(
+            s->alerts, p->device, p->device_len, p->metric, p->metric_len, p->ts_ms, p->value);
+        if (arc && arc != TERN_EINVAL)
+            return arc;
+    }
     if (pp->v.is_int)
         return tern_tsdb_batch_add_i64(s->batch, p->metric, p->metric_len, p->ts_ms, pp->v.i);
     return tern_tsdb_batch_add_f64(s->batch, p->metric, p->metric_len, p->ts_ms, p->value);
@@ -127,6 +137,36 @@ static int on_late(void *arg, const tern_window_point *p)
     if (n < 0 || (size_t)n >= sizeof json)
         return 0;
     return side_output(s, s->cfg.late, p->device, p->device_len, json, (size_t)n, NULL, 0);
+}
+
+/* An alert fired or resolved: appended to the alerts topic (durable before the commit, like
+ * the other side outputs) and handed to the publish hook. */
+static int on_alert(void *arg, const tern_alert_event *e)
+{
+    tern_stream *s = arg;
+    if (e->firing)
+        s->st.alerts_fired++;
+    else
+        s->st.alerts_resolved++;
+    char num[40] = "null"; /* absence alerts carry no value */
+    if (e->value == e->value)
+        snprintf(num, sizeof num, "%.17g", e->value);
+    char json[768];
+    int n = snprintf(json, sizeof json,
+        "{\"device\":\"%.*s\",\"rule\":\"%s\",\"state\":\"%s\",\"ts\":%lld,\"value\":%s,"
+        "\"reason\":\"%s\"}",
+        (int)(e->device_len > 200 ? 200 : e->device_len), e->device, e->rule,
+        e->firing ? "firing" : "resolved", (long long)e->ts_ms, num, e->reason ? e->reason : "");
+    if (n < 0 || (size_t)n >= sizeof json)
+        return 0;
+    int rc = side_output(s, s->cfg.alerts, e->device, e->device_len, json, (size_t)n, NULL, 0);
+    if (rc == 0 && s->cfg.publish) {
+        char topic[400];
+        snprintf(topic, sizeof topic, "alerts/%.*s/%s",
+            (int)(e->device_len > 200 ? 200 : e->device_len), e->device, e->rule);
+        s->cfg.publish(s->cfg.publish_arg, topic, (const uint8_t *)json, (size_t)n);
+    }
+    return rc;
 }
 
 static int on_window(void *arg, const tern_window_result *w)
@@ -277,6 +317,13 @@ int tern_stream_run_once(tern_stream *s, int timeout_ms)
         rc = tern_log_consumer_commit_all(s->consumer);
     if (rc == 0)
         rc = tern_window_tick(s->windows, now);
+    if (rc == 0 && s->alerts) {
+        /* absence rules fire against the watermark; their appends are durable with the next
+         * batch's commit (a crash repeats the transition at worst: at-least-once) */
+        tern_window_stats ws;
+        tern_window_get_stats(s->windows, &ws);
+        rc = tern_alert_tick(s->alerts, ws.watermark_ms);
+    }
     pthread_mutex_lock(&s->mu);
     s->st.batches++;
     if (rc == 0)
@@ -314,8 +361,11 @@ static void *stream_main(void *arg)
     return NULL;
 }
 
-int tern_stream_new(tern_log *log, tern_tsdb *db, const tern_stream_config *c, tern_stream **out)
+int tern_stream_new(tern_log *log, tern_tsdb *db, const tern_stream_config *c, tern_stream **out,
+    char *err, size_t err_cap)
 {
+    if (err && err_cap)
+        err[0] = 0;
     tern_stream *s = tern_calloc(1, sizeof(*s));
     if (!s)
         return TERN_ENOMEM;
@@ -336,6 +386,24 @@ int tern_stream_new(tern_log *log, tern_tsdb *db, const tern_stream_config *c, t
         rc = tern_log_create_topic(log, c->late, parts);
         if (rc == TERN_EEXIST)
             rc = 0;
+    }
+    if (rc == 0 && c->rules && c->rules[0]) {
+        char why[300] = "";
+        rc = tern_alert_rules_load(c->rules, &s->rules, why, sizeof why);
+        if (rc && err)
+            snprintf(err, err_cap, "%s", why);
+        if (rc)
+            rc = TERN_ECONFIG;
+        if (rc == 0)
+            rc = tern_alert_engine_new(s->rules, on_alert, s, &s->alerts);
+        if (rc == 0) {
+            rc = tern_log_create_topic(log, c->alerts, parts);
+            if (rc == TERN_EEXIST)
+                rc = 0;
+        }
+        if (rc == 0)
+            TERN_LOG(TERN_LOG_INFO, "stream", "%zu alert rules from %s",
+                tern_alert_rules_count(s->rules), c->rules);
     }
     s->msgs = rc == 0 ? tern_calloc(c->max_batch ? c->max_batch : 1, sizeof(*s->msgs)) : NULL;
     if (rc == 0 && !s->msgs)
@@ -362,6 +430,8 @@ int tern_stream_new(tern_log *log, tern_tsdb *db, const tern_stream_config *c, t
         rc = tern_log_consumer_open(log, &cc, &s->consumer);
     }
     if (rc) {
+        if (err && !err[0])
+            snprintf(err, err_cap, "%s", tern_strerror(rc));
         tern_stream_free(s);
         return rc;
     }
@@ -402,6 +472,8 @@ void tern_stream_free(tern_stream *s)
     tern_stream_stop(s);
     tern_log_consumer_close(s->consumer);
     tern_window_engine_free(s->windows);
+    tern_alert_engine_free(s->alerts);
+    tern_alert_rules_free(s->rules);
     tern_payload_decoder_free(&s->dec);
     tern_tsdb_batch_free(s->batch);
     tern_free(s->msgs);

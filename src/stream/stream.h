@@ -15,8 +15,9 @@
  *     idempotent writes ((series, ts): last write wins) store each point exactly once, across
  *     crashes and rebalances.
  * The warm tier's 1-minute windows are computed by the store from the raw points at each cut
- * (so they always match raw, late points included); the windows the engine closes are counted
- * here and are what alert rules will evaluate (not yet).
+ * (so they always match raw, late points included). Alert rules (alert.h) see every accepted
+ * point in event time and the watermark; their transitions are appended to the alerts topic
+ * and handed to the publish hook (MQTT alerts/{device}/{rule}).
  *
  * Threading: tern_stream_start runs the loop on its own thread; tern_stream_stop ends it after
  * the batch in hand is stored and committed. The log and the store must outlive the stream.
@@ -40,18 +41,27 @@ typedef struct tern_stream_config {
     const char *root;        /* MQTT topic root ("fleet") */
     uint32_t max_batch;      /* records per poll (4096) */
     tern_window_config window;
+    const char *rules;  /* alert rules file (docs/alerts.md); NULL or "": no alerts */
+    const char *alerts; /* log topic alerts are appended to ("alerts") */
+    /* publish (may be NULL) is called from the stream's thread for every alert transition with
+     * the MQTT topic alerts/{device}/{rule} and the alert as JSON; `tern serve` hands it to its
+     * broker. */
+    void (*publish)(void *arg, const char *topic, const uint8_t *payload, size_t len);
+    void *publish_arg;
 } tern_stream_config;
 
 void tern_stream_config_default(tern_stream_config *c);
 
 typedef struct tern_stream_stats {
     uint64_t records, points, stored, bad_payloads, duplicates, late, windows, summaries, events,
-        batches, commits, errors;
+        batches, commits, errors, alerts_fired, alerts_resolved;
 } tern_stream_stats;
 
-/* tern_stream_new creates the topics it writes (dead letter, late) if missing and joins the
- * group. Returns 0, TERN_ENOTFOUND (no telemetry topic), TERN_ENOMEM, TERN_EIO. */
-int tern_stream_new(tern_log *log, tern_tsdb *db, const tern_stream_config *c, tern_stream **out);
+/* tern_stream_new loads the alert rules (if any), creates the topics it writes (dead letter,
+ * late, alerts) if missing and joins the group. Returns 0, TERN_ECONFIG (the rules file: err
+ * says FILE:LINE and why), TERN_ENOTFOUND (no telemetry topic), TERN_ENOMEM, TERN_EIO. */
+int tern_stream_new(tern_log *log, tern_tsdb *db, const tern_stream_config *c, tern_stream **out,
+    char *err, size_t err_cap);
 /* tern_stream_run_once polls one batch (waiting at most timeout_ms) and processes it fully:
  * decoded, stored durably, committed. Returns 0 or the error that stopped it (the batch is not
  * committed: it will be read again). */

@@ -19,6 +19,10 @@ const tern_config_schema tern_stream_config_schema[] = {
     { "stream.idle_timeout", TERN_CONFIG_DURATION, "60s",
         "a partition without data this long stops holding the watermark back; 0: never", 0,
         24LL * 3600 * 1000, 0, NULL },
+    { "stream.rules", TERN_CONFIG_STRING, NULL,
+        "alert rules file (docs/alerts.md); unset: no alerts", 0, 0, 0, NULL },
+    { "stream.alerts_topic", TERN_CONFIG_STRING, "alerts",
+        "log topic alert transitions are appended to", 0, 0, 0, NULL },
     { NULL, 0, NULL, NULL, 0, 0, 0, NULL },
 };
 
@@ -32,4 +36,6 @@ void tern_stream_config_load(const tern_config *cfg, tern_stream_config *out)
     out->window.window_ms = tern_config_get_int(cfg, "stream.window");
     out->window.allowed_lateness_ms = tern_config_get_int(cfg, "stream.allowed_lateness");
     out->window.idle_timeout_ms = tern_config_get_int(cfg, "stream.idle_timeout");
+    out->rules = tern_config_get_string(cfg, "stream.rules");
+    out->alerts = tern_config_get_string(cfg, "stream.alerts_topic");
 }

@@ -194,3 +194,42 @@ def test_bad_payloads_dead_letter_and_late_points(start, tmp_path):
     late = tail("late")
     assert len(late) >= 2  # soc and odo of the 10-minute-late sample
     assert {json.loads(m["value"])["ts"] for m in late} == {now - 600_000}
+
+
+def test_alert_fires_and_resolves_once(start, tmp_path):
+    from broker_fixture import Paho
+    rules = tmp_path / "rules.conf"
+    rules.write_text("# a low battery held for 30 s of event time\n"
+                     "low_soc = soc below 15 for 30s resolve_above 20\n")
+    acl = tmp_path / "acl"
+    acl.write_text("topic read alerts/#\npattern write fleet/%c/#\n")  # a dashboard reads alerts
+    data = tmp_path / "data"
+    http = th.free_port()
+    srv = start("tern-serve", lambda p: [
+        th.tern_bin(), "serve", "--data", str(data), "--listen", f"127.0.0.1:{p}",
+        "--http", f"127.0.0.1:{http}", "--allow-anonymous", "--set", "log.partitions=1",
+        "--set", f"stream.rules={rules}", "--set", f"broker.acl_file={acl}"])
+    watcher = Paho(srv.port, "dashboard")
+    watcher.connect()
+    watcher.subscribe("alerts/#", qos=1)
+    r = Raw(srv.port, 4)
+    r.connect("ev9")
+    socs = [50, 14, 12, 11, 10, 9, 18, 25, 26]  # one sample every 10 s of event time
+    for i, soc in enumerate(socs, 1):
+        r.send(publish_packet("fleet/ev9/telemetry", sample(i, T0 + i * 10_000, soc, i),
+                              qos=1, packet_id=i))
+        assert r.expect(PUBACK, timeout=10).packet_id == i
+    r.close()
+    msgs = watcher.wait_messages(2, timeout=60, topic="alerts/ev9/low_soc")
+    states = [json.loads(m.payload)["state"] for m in msgs]
+    assert states == ["firing", "resolved"], states
+    fired = json.loads(msgs[0].payload)
+    assert fired["ts"] == T0 + 5 * 10_000 and fired["value"] == 10  # 30 s after soc went below
+    assert json.loads(msgs[1].payload)["ts"] == T0 + 8 * 10_000     # first soc above 20
+    watcher.close()
+    assert srv.stop() == 0
+    out = th.run([th.tern_bin(), "log", "tail", "--data", str(data), "--topic", "alerts",
+                  "--from", "earliest", "--count", "10"], timeout_s=30)
+    text = out.stdout.decode() if isinstance(out.stdout, bytes) else out.stdout
+    logged = [json.loads(json.loads(line)["value"])["state"] for line in text.splitlines() if line]
+    assert logged == ["firing", "resolved"]
