@@ -13,6 +13,7 @@
  * addresses once it serves.
  */
 #include "tern/commands.h"
+#include "tern/role.h"
 
 #include "api/api_config.h"
 #include "api/api_tsdb.h"
@@ -94,9 +95,7 @@ static void on_signal(tern_loop_signal *sig, int signum)
     tern_loop_stop(m->loop);
 }
 
-static const struct {
-    const char *flag, *key, *value; /* value NULL: the next argument */
-} flags[] = {
+static const tern_role_flag flags[] = {
     { "--data", "data.dir", NULL },
     { "--listen", "broker.listen", NULL },
     { "--http", "http.listen", NULL },
@@ -110,9 +109,7 @@ int tern_cmd_serve(int argc, char **argv)
             usage(stdout);
             return 0;
         }
-    int status = 1, n = 0, n_owned = 0, rc;
-    char **args = tern_calloc((size_t)argc * 2 + 1, sizeof(*args));
-    char **owned = tern_calloc((size_t)argc + 1, sizeof(*owned));
+    int status = 1, rc;
     tern_config *cfg = NULL;
     tern_loop *loop = NULL;
     tern_broker *broker = NULL;
@@ -124,61 +121,21 @@ int tern_cmd_serve(int argc, char **argv)
     tern_stream *stream = NULL;
     tern_broker_config bcfg;
     memset(&bcfg, 0, sizeof bcfg);
-    if (!args || !owned)
-        goto out;
-    args[n++] = argv[0];
-    for (int i = 1; i < argc; i++) {
-        size_t f;
-        for (f = 0; f < sizeof(flags) / sizeof(flags[0]); f++)
-            if (strcmp(argv[i], flags[f].flag) == 0 && (flags[f].value || i + 1 < argc))
-                break;
-        if (f == sizeof(flags) / sizeof(flags[0])) {
-            args[n++] = argv[i];
-            continue;
-        }
-        const char *v = flags[f].value ? flags[f].value : argv[++i];
-        size_t l = strlen(flags[f].key) + strlen(v) + 2;
-        owned[n_owned] = tern_malloc(l);
-        if (!owned[n_owned])
-            goto out;
-        snprintf(owned[n_owned], l, "%s=%s", flags[f].key, v);
-        args[n++] = "--set";
-        args[n++] = owned[n_owned++];
-    }
-    if (tern_config_create(&cfg) != 0 || tern_config_add_schema(cfg, tern_config_schema_core) != 0
-        || tern_config_add_schema(cfg, tern_broker_config_schema) != 0
-        || tern_config_add_schema(cfg, tern_log_config_schema) != 0
-        || tern_config_add_schema(cfg, tern_tsdb_config_schema) != 0
-        || tern_config_add_schema(cfg, tern_api_config_schema) != 0
-        || tern_config_add_schema(cfg, tern_stream_config_schema) != 0)
-        goto out;
-    if (tern_config_parse_args(cfg, &n, args) != 0) {
-        fprintf(stderr, "tern serve: %s\n", tern_config_error(cfg));
-        status = 2;
-        goto out;
-    }
-    if (n > 1) {
-        fprintf(stderr, "tern serve: unexpected argument '%s'\n", args[1]);
-        usage(stderr);
-        status = 2;
-        goto out;
-    }
-    tern_log_level level;
-    if (tern_log_level_parse(tern_config_get_string(cfg, "logging.level"), &level) == 0)
-        tern_log_set_level(level);
+    tern_loop_signal sigs[2];
+    serve_main m = { NULL, NULL };
+    static const tern_config_schema *const schemas[]
+        = { tern_broker_config_schema, tern_log_config_schema, tern_tsdb_config_schema,
+              tern_api_config_schema, tern_stream_config_schema, NULL };
+    int st = tern_role_config(
+        "serve", argc, argv, flags, sizeof(flags) / sizeof(flags[0]), schemas, usage, &cfg);
+    if (st)
+        return st;
     (void)mkdir(tern_config_get_string(cfg, "data.dir"), 0755);
 
-    /* signals first: every thread started later inherits the blocked mask (signalfd) */
-    if (tern_broker_config_load(cfg, &bcfg) != 0 || tern_loop_new(&loop) != 0)
+    /* signals first: every thread started later inherits the blocked mask (role.h) */
+    if (tern_broker_config_load(cfg, &bcfg) != 0 || tern_role_loop(&loop, sigs, on_signal, &m) != 0)
         goto out;
-    serve_main m = { loop, NULL };
-    tern_loop_signal sigint, sigterm;
-    tern_loop_signal_init(loop, &sigint, on_signal, &m);
-    tern_loop_signal_init(loop, &sigterm, on_signal, &m);
-    if (tern_loop_signal_start(&sigint, SIGINT) != 0
-        || tern_loop_signal_start(&sigterm, SIGTERM) != 0)
-        goto out;
-    signal(SIGPIPE, SIG_IGN);
+    m.loop = loop;
 
     /* the log */
     tern_log_config lcfg;
@@ -293,9 +250,5 @@ out:
     tern_loop_free(loop);
     tern_broker_config_release(&bcfg);
     tern_config_destroy(cfg);
-    for (int i = 0; i < n_owned; i++)
-        tern_free(owned[i]);
-    tern_free(owned);
-    tern_free(args);
     return status;
 }

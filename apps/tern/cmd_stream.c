@@ -12,6 +12,7 @@
  * SIGINT/SIGTERM: stop, store and commit the batch in hand, flush, exit. Logs "ready".
  */
 #include "tern/commands.h"
+#include "tern/role.h"
 
 #include "api/api_config.h"
 #include "api/api_tsdb.h"
@@ -57,9 +58,7 @@ int tern_cmd_stream(int argc, char **argv)
             usage(stdout);
             return 0;
         }
-    int status = 1, n = 0, n_owned = 0, rc;
-    char **args = tern_calloc((size_t)argc * 2 + 1, sizeof(*args));
-    char *owned[4] = { 0 };
+    int status = 1, rc;
     tern_config *cfg = NULL;
     tern_loop *loop = NULL;
     tern_log *log = NULL;
@@ -67,57 +66,20 @@ int tern_cmd_stream(int argc, char **argv)
     tern_http_server *srv = NULL;
     tern_api_tsdb *api = NULL;
     tern_stream *stream = NULL;
-    if (!args)
-        return 1;
-    args[n++] = argv[0];
-    for (int i = 1; i < argc; i++) {
-        const char *key = NULL;
-        if (strcmp(argv[i], "--data") == 0 && i + 1 < argc)
-            key = "data.dir";
-        else if (strcmp(argv[i], "--http") == 0 && i + 1 < argc)
-            key = "http.listen";
-        if (!key || n_owned == 4) {
-            args[n++] = argv[i];
-            continue;
-        }
-        size_t l = strlen(key) + strlen(argv[i + 1]) + 2;
-        owned[n_owned] = tern_malloc(l);
-        if (!owned[n_owned])
-            goto out;
-        snprintf(owned[n_owned], l, "%s=%s", key, argv[++i]);
-        args[n++] = "--set";
-        args[n++] = owned[n_owned++];
-    }
-    if (tern_config_create(&cfg) != 0 || tern_config_add_schema(cfg, tern_config_schema_core) != 0
-        || tern_config_add_schema(cfg, tern_log_config_schema) != 0
-        || tern_config_add_schema(cfg, tern_tsdb_config_schema) != 0
-        || tern_config_add_schema(cfg, tern_api_config_schema) != 0
-        || tern_config_add_schema(cfg, tern_stream_config_schema) != 0)
-        goto out;
-    if (tern_config_parse_args(cfg, &n, args) != 0) {
-        fprintf(stderr, "tern stream: %s\n", tern_config_error(cfg));
-        status = 2;
-        goto out;
-    }
-    if (n > 1) {
-        fprintf(stderr, "tern stream: unexpected argument '%s'\n", args[1]);
-        usage(stderr);
-        status = 2;
-        goto out;
-    }
-    tern_log_level level;
-    if (tern_log_level_parse(tern_config_get_string(cfg, "logging.level"), &level) == 0)
-        tern_log_set_level(level);
+    tern_loop_signal sigs[2];
+    static const tern_role_flag flags[] = {
+        { "--data", "data.dir", NULL },
+        { "--http", "http.listen", NULL },
+    };
+    static const tern_config_schema *const schemas[] = { tern_log_config_schema,
+        tern_tsdb_config_schema, tern_api_config_schema, tern_stream_config_schema, NULL };
+    int st = tern_role_config(
+        "stream", argc, argv, flags, sizeof(flags) / sizeof(flags[0]), schemas, usage, &cfg);
+    if (st)
+        return st;
     (void)mkdir(tern_config_get_string(cfg, "data.dir"), 0755);
-    if (tern_loop_new(&loop) != 0)
+    if (tern_role_loop(&loop, sigs, on_signal, NULL) != 0)
         goto out;
-    tern_loop_signal sigint, sigterm;
-    tern_loop_signal_init(loop, &sigint, on_signal, loop);
-    tern_loop_signal_init(loop, &sigterm, on_signal, loop);
-    if (tern_loop_signal_start(&sigint, SIGINT) != 0
-        || tern_loop_signal_start(&sigterm, SIGTERM) != 0)
-        goto out;
-    signal(SIGPIPE, SIG_IGN);
 
     tern_log_config lcfg;
     uint32_t n_partitions = 0;
@@ -191,8 +153,5 @@ out:
     tern_api_tsdb_free(api);
     tern_loop_free(loop);
     tern_config_destroy(cfg);
-    for (int i = 0; i < n_owned; i++)
-        tern_free(owned[i]);
-    tern_free(args);
     return status;
 }

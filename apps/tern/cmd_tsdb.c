@@ -9,6 +9,7 @@
  * blocks, exit. Logs "ready" with the address once it listens.
  */
 #include "tern/commands.h"
+#include "tern/role.h"
 
 #include "api/api_config.h"
 #include "api/api_tsdb.h"
@@ -41,60 +42,31 @@ static void on_signal(tern_loop_signal *sig, int signum)
     tern_loop_stop(sig->data);
 }
 
+static const tern_role_flag tsdb_flags[] = {
+    { "--data", "data.dir", NULL },
+    { "--http", "http.listen", NULL },
+};
+
 int tern_cmd_tsdb(int argc, char **argv)
 {
-    char *owned[8] = { 0 };
-    int n_owned = 0, n = 0, status = 1;
-    char **args = tern_calloc((size_t)argc * 2 + 1, sizeof(*args));
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return 0;
+        }
+    int status = 1;
     tern_config *cfg = NULL;
     tern_loop *loop = NULL;
     tern_http_server *srv = NULL;
     tern_api_tsdb *api = NULL;
     tern_tsdb *db = NULL;
-    if (!args)
-        return 1;
-    args[n++] = argv[0];
-    for (int i = 1; i < argc; i++) {
-        const char *key = NULL;
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            usage(stdout);
-            tern_free(args);
-            return 0;
-        } else if (strcmp(argv[i], "--data") == 0 && i + 1 < argc) {
-            key = "data.dir";
-        } else if (strcmp(argv[i], "--http") == 0 && i + 1 < argc) {
-            key = "http.listen";
-        }
-        if (!key || n_owned == 8) {
-            args[n++] = argv[i];
-            continue;
-        }
-        size_t l = strlen(key) + strlen(argv[i + 1]) + 2;
-        owned[n_owned] = tern_malloc(l);
-        if (!owned[n_owned])
-            goto out;
-        snprintf(owned[n_owned], l, "%s=%s", key, argv[++i]);
-        args[n++] = "--set";
-        args[n++] = owned[n_owned++];
-    }
-    if (tern_config_create(&cfg) != 0 || tern_config_add_schema(cfg, tern_config_schema_core) != 0
-        || tern_config_add_schema(cfg, tern_tsdb_config_schema) != 0
-        || tern_config_add_schema(cfg, tern_api_config_schema) != 0)
-        goto out;
-    if (tern_config_parse_args(cfg, &n, args) != 0) {
-        fprintf(stderr, "tern tsdb: %s\n", tern_config_error(cfg));
-        status = 2;
-        goto out;
-    }
-    if (n > 1) {
-        fprintf(stderr, "tern tsdb: unexpected argument '%s'\n", args[1]);
-        usage(stderr);
-        status = 2;
-        goto out;
-    }
-    tern_log_level level;
-    if (tern_log_level_parse(tern_config_get_string(cfg, "logging.level"), &level) == 0)
-        tern_log_set_level(level);
+    tern_loop_signal sigs[2];
+    static const tern_config_schema *const schemas[]
+        = { tern_tsdb_config_schema, tern_api_config_schema, NULL };
+    int st = tern_role_config("tsdb", argc, argv, tsdb_flags,
+        sizeof(tsdb_flags) / sizeof(tsdb_flags[0]), schemas, usage, &cfg);
+    if (st)
+        return st;
     tern_tsdb_options o;
     char dir[4096], err[512];
     if (tern_tsdb_config_load(cfg, &o, dir, sizeof dir, err, sizeof err) != 0) {
@@ -103,17 +75,9 @@ int tern_cmd_tsdb(int argc, char **argv)
         goto out;
     }
     o.background = true;
-    /* The signals are blocked (signalfd) before the store starts its threads, which inherit
-     * the mask: otherwise SIGTERM could land on one of them and kill the process unflushed. */
-    if (tern_loop_new(&loop) != 0)
+    /* before the store starts its threads (role.h) */
+    if (tern_role_loop(&loop, sigs, on_signal, NULL) != 0)
         goto out;
-    tern_loop_signal sigint, sigterm;
-    tern_loop_signal_init(loop, &sigint, on_signal, loop);
-    tern_loop_signal_init(loop, &sigterm, on_signal, loop);
-    if (tern_loop_signal_start(&sigint, SIGINT) != 0
-        || tern_loop_signal_start(&sigterm, SIGTERM) != 0)
-        goto out;
-    signal(SIGPIPE, SIG_IGN);
 
     (void)mkdir(tern_config_get_string(cfg, "data.dir"), 0755);
     int rc = tern_tsdb_open(&o, &db, err, sizeof err);
@@ -151,8 +115,5 @@ out:
     tern_api_tsdb_free(api);
     tern_loop_free(loop);
     tern_config_destroy(cfg);
-    for (int i = 0; i < n_owned; i++)
-        tern_free(owned[i]);
-    tern_free(args);
     return status;
 }
