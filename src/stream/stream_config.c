@@ -19,6 +19,9 @@ const tern_config_schema tern_stream_config_schema[] = {
     { "stream.idle_timeout", TERN_CONFIG_DURATION, "60s",
         "a partition without data this long stops holding the watermark back; 0: never", 0,
         24LL * 3600 * 1000, 0, NULL },
+    { "stream.retain", TERN_CONFIG_DURATION, "5m",
+        "closed windows stay correctable (and their points deduplicated) this long", 0,
+        24LL * 3600 * 1000, 0, NULL },
     { "stream.rules", TERN_CONFIG_STRING, NULL,
         "alert rules file (docs/alerts.md); unset: no alerts", 0, 0, 0, NULL },
     { "stream.alerts_topic", TERN_CONFIG_STRING, "alerts",
@@ -36,6 +39,7 @@ void tern_stream_config_load(const tern_config *cfg, tern_stream_config *out)
     out->window.window_ms = tern_config_get_int(cfg, "stream.window");
     out->window.allowed_lateness_ms = tern_config_get_int(cfg, "stream.allowed_lateness");
     out->window.idle_timeout_ms = tern_config_get_int(cfg, "stream.idle_timeout");
+    out->window.retain_ms = tern_config_get_int(cfg, "stream.retain");
     out->rules = tern_config_get_string(cfg, "stream.rules");
     out->alerts = tern_config_get_string(cfg, "stream.alerts_topic");
 }
