@@ -32,6 +32,7 @@ typedef struct tern_broker_ingest {
     size_t payload_len;
     uint8_t qos;
     uint64_t arrival_ms; /* wall clock */
+    bool will;           /* a Last Will the broker published for a client that went away */
 } tern_broker_ingest;
 
 typedef struct tern_broker_sink {

@@ -65,6 +65,9 @@ typedef struct broker_msg {
     char topic[]; /* NUL-terminated, then payload and the property bytes */
 } broker_msg;
 
+/* broker_is_ingest_topic: does topic match one of the ingest filters (handle_publish.c)? */
+bool broker_is_ingest_topic(const tern_broker *b, const uint8_t *topic, size_t len);
+
 /* broker_msg_new copies pub (borrowed) into a new message with one reference. NULL on ENOMEM. */
 broker_msg *broker_msg_new(const tern_mqtt_publish *pub, const char *publisher_id, uint64_t now_ms);
 void broker_msg_ref(broker_msg *m);

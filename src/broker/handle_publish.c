@@ -46,7 +46,7 @@ static int ack_publish(broker_conn *c, uint8_t qos, uint16_t packet_id, uint8_t 
     return send_ack(c, TERN_MQTT_PUBREC, packet_id, reason);
 }
 
-static bool is_ingest_topic(const tern_broker *b, const uint8_t *topic, size_t len)
+bool broker_is_ingest_topic(const tern_broker *b, const uint8_t *topic, size_t len)
 {
     for (size_t i = 0; i < b->cfg.n_ingest_filters; i++) {
         const char *f = b->cfg.ingest_filters[i];
@@ -176,7 +176,7 @@ int broker_handle_publish(broker_conn *c, const tern_mqtt_publish *p)
     broker_msg_unref(m);
 
     /* Ingest: hand telemetry to the sink; acknowledge QoS 1/2 only once it is stored. */
-    if (b->sink && is_ingest_topic(b, topic.p, topic.len)) {
+    if (b->sink && broker_is_ingest_topic(b, topic.p, topic.len)) {
         tern_broker_ingest rec = {
             .client_id = s->client_id,
             .topic = topic.p,

@@ -91,10 +91,11 @@ static int submit(void *ctx, const tern_broker_ingest *rec, void *token)
         key_len = strlen(rec->client_id);
     }
     char qos[2] = { (char)('0' + rec->qos), '\0' };
-    tern_log_header headers[3] = {
+    tern_log_header headers[4] = {
         { "topic", rec->topic, rec->topic_len },
         { "client_id", (const uint8_t *)rec->client_id, strlen(rec->client_id) },
         { "qos", (const uint8_t *)qos, 1 },
+        { "will", (const uint8_t *)"1", 1 },
     };
     tern_log_record r = {
         .key = key,
@@ -103,7 +104,7 @@ static int submit(void *ctx, const tern_broker_ingest *rec, void *token)
         .value_len = rec->payload_len,
         .ts_ms = (int64_t)rec->arrival_ms,
         .headers = headers,
-        .n_headers = 3,
+        .n_headers = rec->will ? 4 : 3, /* "will: 1" marks a Last Will */
     };
     completion *c = NULL;
     if (token) {

@@ -10,6 +10,7 @@
  */
 #include "broker/broker_int.h"
 
+#include "base/clock.h"
 #include "base/error.h"
 #include "base/log.h"
 
@@ -22,13 +23,41 @@ static void publish_now(tern_broker *b, broker_msg *m)
     broker_route(b, m, NULL);
 }
 
+/* A will on an ingest topic (fleet/{device}/event by convention) also goes to the ingest sink,
+ * marked as a will, so the stream learns that the device went away (absence alerts with
+ * on_will). Best effort, like QoS 0: nobody waits for an acknowledgement. */
+static void ingest_will(tern_broker *b, broker_msg *m)
+{
+    if (!b->sink || !broker_is_ingest_topic(b, (const uint8_t *)m->topic, m->topic_len))
+        return;
+    tern_broker_ingest rec = {
+        .client_id = m->publisher_id ? m->publisher_id : "",
+        .topic = (const uint8_t *)m->topic,
+        .topic_len = m->topic_len,
+        .payload = m->payload,
+        .payload_len = m->payload_len,
+        .qos = m->qos,
+        .arrival_ms = (uint64_t)tern_clock_now_ms(),
+        .will = true,
+    };
+    b->stats.ingest_submitted++;
+    if (b->sink->submit(b->sink->ctx, &rec, NULL) != 0)
+        b->stats.ingest_failed++;
+}
+
+static void publish_will(tern_broker *b, broker_msg *m)
+{
+    publish_now(b, m);
+    ingest_will(b, m);
+}
+
 static void will_timer_cb(tern_loop_timer *t)
 {
     broker_session *s = t->data;
     broker_msg *m = s->pending_will;
     s->pending_will = NULL;
     if (m) {
-        publish_now(s->broker, m);
+        publish_will(s->broker, m);
         broker_msg_unref(m);
     }
 }
@@ -40,7 +69,7 @@ void broker_will_publish(tern_broker *b, broker_conn *c)
     broker_session *s = c->session;
     bool delayed = c->will_delay_s > 0 && s && !s->clean && s->expiry_s > 0;
     if (!delayed) {
-        publish_now(b, m);
+        publish_will(b, m);
         broker_msg_unref(m);
         return;
     }
@@ -68,7 +97,7 @@ void broker_will_session_end(tern_broker *b, broker_session *s)
     tern_loop_timer_stop(&s->will_timer);
     broker_msg *m = s->pending_will;
     s->pending_will = NULL;
-    publish_now(b, m);
+    publish_will(b, m);
     broker_msg_unref(m);
 }
 

@@ -223,8 +223,19 @@ static int process(tern_stream *s, const tern_log_message *m, int64_t now)
         return dead_letter(s, m, reason);
     }
     if (t.kind == TERN_PAYLOAD_EVENT) {
-        s->st.events++; /* device-side anomalies: for alert rules (not yet) */
-        return 0;
+        s->st.events++;
+        size_t wl = 0;
+        if (s->alerts && header(m, "will", &wl) && wl == 1) {
+            /* the device's Last Will: absence rules with on_will fire now, at the stream's
+             * event time (its watermark), or the arrival time before there is one */
+            tern_window_stats ws;
+            tern_window_get_stats(s->windows, &ws);
+            int64_t at = ws.watermark_ms != INT64_MIN ? ws.watermark_ms : m->ts_ms;
+            int rc = tern_alert_will(s->alerts, t.device, t.device_len, at);
+            if (rc && rc != TERN_EINVAL)
+                return rc;
+        }
+        return 0; /* other device-side events: for rules on events (not yet) */
     }
     if (t.kind != TERN_PAYLOAD_SAMPLE && t.kind != TERN_PAYLOAD_SINGLE
         && t.kind != TERN_PAYLOAD_SUMMARY)

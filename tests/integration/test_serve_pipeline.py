@@ -233,3 +233,32 @@ def test_alert_fires_and_resolves_once(start, tmp_path):
     text = out.stdout.decode() if isinstance(out.stdout, bytes) else out.stdout
     logged = [json.loads(json.loads(line)["value"])["state"] for line in text.splitlines() if line]
     assert logged == ["firing", "resolved"]
+
+
+def test_last_will_fires_an_absence_alert(start, tmp_path):
+    """A device that goes away without a DISCONNECT: the broker publishes its Last Will on
+    fleet/{device}/event, the stream learns of it and an absence rule with on_will fires at once
+    (not 10 minutes of event time later)."""
+    from broker_fixture import Paho
+    rules = tmp_path / "rules.conf"
+    rules.write_text("gone = no data for 10m on_will\n")
+    acl = tmp_path / "acl"
+    acl.write_text("topic read alerts/#\npattern write fleet/%c/#\n")
+    http = th.free_port()
+    srv = start("tern-serve", lambda p: [
+        th.tern_bin(), "serve", "--data", str(tmp_path / "data"), "--listen", f"127.0.0.1:{p}",
+        "--http", f"127.0.0.1:{http}", "--allow-anonymous", "--set", "log.partitions=1",
+        "--set", f"stream.rules={rules}", "--set", f"broker.acl_file={acl}"])
+    watcher = Paho(srv.port, "ops")
+    watcher.connect()
+    watcher.subscribe("alerts/#", qos=1)
+    r = Raw(srv.port, 4)
+    r.connect("ev5", will=("fleet/ev5/event", b'{"ts":0,"seq":0,"m":{"offline":1}}', 1, False))
+    r.send(publish_packet("fleet/ev5/telemetry", sample(1, T0 + 10_000, 55.5, 1), qos=1,
+                          packet_id=1))
+    assert r.expect(PUBACK, timeout=10).packet_id == 1
+    r.close()  # no DISCONNECT: the broker publishes the will
+    msgs = watcher.wait_messages(1, timeout=60, topic="alerts/ev5/gone")
+    fired = json.loads(msgs[0].payload)
+    assert fired["state"] == "firing" and fired["device"] == "ev5", fired
+    watcher.close()
