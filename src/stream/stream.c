@@ -8,10 +8,12 @@
 #include "base/clock.h"
 #include "base/error.h"
 #include "base/log.h"
+#include "base/metrics.h"
 #include "stream/alert.h"
 #include "telemetry/payload.h"
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -37,6 +39,9 @@ struct tern_stream {
     int pending_appends;
     int append_error;
     pthread_mutex_t mu; /* stats, append completions */
+    /* the stats as counters of the process's registry (/metrics), advanced after each batch */
+    tern_metrics_counter *m_counters[10];
+    tern_stream_stats published;
     pthread_t thread;
     bool running, stop;
     tern_stream_stats st;
@@ -352,6 +357,50 @@ int tern_stream_run_once(tern_stream *s, int timeout_ms)
     return rc;
 }
 
+static const struct {
+    const char *name, *help;
+    size_t offset;
+} stream_counters[10] = {
+    { "tern_stream_records_total", "log records consumed", offsetof(tern_stream_stats, records) },
+    { "tern_stream_points_total", "points decoded and accepted by the window engine",
+        offsetof(tern_stream_stats, points) },
+    { "tern_stream_stored_points_total", "points the store accepted",
+        offsetof(tern_stream_stats, stored) },
+    { "tern_stream_dead_letters_total", "payloads sent to the dead-letter topic",
+        offsetof(tern_stream_stats, bad_payloads) },
+    { "tern_stream_duplicates_total", "points dropped as duplicates",
+        offsetof(tern_stream_stats, duplicates) },
+    { "tern_stream_late_points_total", "points later than the watermark (late topic)",
+        offsetof(tern_stream_stats, late) },
+    { "tern_stream_windows_total", "event-time windows closed or corrected",
+        offsetof(tern_stream_stats, windows) },
+    { "tern_stream_commits_total", "batches stored and committed",
+        offsetof(tern_stream_stats, commits) },
+    { "tern_stream_batch_errors_total", "batches not committed (read again)",
+        offsetof(tern_stream_stats, errors) },
+    { "tern_stream_alerts_fired_total", "alert transitions to firing",
+        offsetof(tern_stream_stats, alerts_fired) },
+};
+
+/* Advances the registry's counters by what the stats gained since the last call. */
+static void publish_metrics(tern_stream *s)
+{
+    pthread_mutex_lock(&s->mu);
+    tern_stream_stats now = s->st;
+    pthread_mutex_unlock(&s->mu);
+    for (size_t i = 0; i < 10; i++) {
+        if (!s->m_counters[i])
+            continue;
+        const uint64_t *a
+            = (const uint64_t *)(const void *)((const char *)&now + stream_counters[i].offset);
+        const uint64_t *b = (const uint64_t *)(const void *)((const char *)&s->published
+            + stream_counters[i].offset);
+        if (*a > *b)
+            tern_metrics_counter_add(s->m_counters[i], *a - *b);
+    }
+    s->published = now;
+}
+
 static void *stream_main(void *arg)
 {
     tern_stream *s = arg;
@@ -362,6 +411,7 @@ static void *stream_main(void *arg)
         if (stop)
             break;
         int rc = tern_stream_run_once(s, 100);
+        publish_metrics(s);
         if (rc == TERN_ECLOSED)
             break;
         if (rc) {
@@ -430,6 +480,9 @@ int tern_stream_new(tern_log *log, tern_tsdb *db, const tern_stream_config *c, t
         tern_window_callbacks cb = { on_point, on_duplicate, on_late, on_window, s };
         rc = tern_window_engine_new(&wc, &cb, &s->windows);
     }
+    for (size_t i = 0; rc == 0 && i < 10; i++)
+        (void)tern_metrics_add_counter(NULL, stream_counters[i].name, stream_counters[i].help, NULL,
+            0, &s->m_counters[i]); /* a registry failure leaves that counter out */
     if (rc == 0) {
         const char *topics[1] = { c->topic };
         tern_log_consumer_config cc;

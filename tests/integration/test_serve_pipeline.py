@@ -116,6 +116,12 @@ def test_every_acknowledged_point_is_stored_once(start, tmp_path):
                          f"&format=series")
     assert raw["series"][0]["values"][:3] == [[T0 + 10_000, 1001], [T0 + 20_000, 1002],
                                               [T0 + 30_000, 1003]]
+    # the stream's counters are on /metrics (the duplicates were stored once more: idempotent)
+    with urllib.request.urlopen(f"http://127.0.0.1:{http}/metrics", timeout=30) as r:
+        text = r.read().decode()
+    stored = [float(line.split()[-1]) for line in text.splitlines()
+              if line.startswith("tern_stream_stored_points_total ")]
+    assert stored and stored[0] >= 2000, text[:2000]
 
 
 def test_kill9_loses_nothing_acknowledged(start, tmp_path):
