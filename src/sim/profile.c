@@ -517,7 +517,7 @@ static void ev_substep(tern_sim_device *d, int64_t ts_ms, double dt)
             s->target_left_s = 0;
         }
         s->target_left_s -= dt;
-        if (s->stopping) {
+        if (s->stopping != 0.0) {
             s->target_v = 0;
         } else if (s->target_left_s <= 0) {
             if (!s->highway && u01(r) < 0.2) {
@@ -563,7 +563,7 @@ static void ev_substep(tern_sim_device *d, int64_t ts_ms, double dt)
         s->lat += dist_m * cosd(s->heading) / 111320.0;
         s->lon += dist_m * sind(s->heading) / (111320.0 * s->cos_home_lat);
         s->odo_km += dist_m / 1000.0;
-        if (s->stopping && s->v == 0)
+        if (s->stopping != 0.0 && s->v == 0)
             ev_park(d);
     } else if (s->mode == EV_PARK) {
         s->v = 0;
