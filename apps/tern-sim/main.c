@@ -16,29 +16,36 @@
 
 static void usage(FILE *f)
 {
-    fputs("usage: tern-sim --broker HOST:PORT --devices N --duration D [options]\n"
-          "  --profile ev|meter|industrial   signals (default ev)\n"
-          "  --qos 0|1                       publish QoS (default 1)\n"
-          "  --format json|binary            payload (default json)\n"
-          "  --interval D                    event time between samples (default 10s)\n"
-          "  --accel X                       event time runs X times faster (default 1)\n"
-          "  --start RFC3339|ms              event time of the start (default now)\n"
-          "  --seed S                        (default 1)\n"
-          "  --client-prefix P               device ids P000001.. (default dev)\n"
-          "  --connect-rate R                connections started per second (default 1000)\n"
-          "  --window N                      QoS 1 in flight per connection (default 16)\n"
-          "  --buffer N                      offline buffer per device, samples (default 4096)\n"
-          "  --backfill-rate R               msgs/s per device when backfilling (default auto)\n"
-          "  --tunnel-rate P                 per sample: probability to drop the connection\n"
-          "  --tunnel-min D --tunnel-max D   tunnel length, event time (default 10s..60s)\n"
-          "  --duplicates P                  probability to re-send an acknowledged sample\n"
-          "  --backoff-base D --backoff-cap D  reconnect backoff (default 100ms, 10s)\n"
-          "  --drain D                       longest wait for acks at the end (default 10s)\n"
-          "  --ack-log FILE                  write acknowledged seq ranges (JSON lines)\n"
-          "  --verify --api HOST:PORT        check the store holds every acked point once\n"
-          "  --verify-timeout D              re-check missing points this long (default 30s)\n"
-          "  --quiet                         no progress line\n"
-          "D is a duration: 500ms, 30s, 5m, 6h, 1d (a bare number is seconds).\n",
+    fputs(
+        "usage: tern-sim --broker HOST:PORT --devices N --duration D [options]\n"
+        "  --profile ev|meter|industrial   signals (default ev)\n"
+        "  --qos 0|1                       publish QoS (default 1)\n"
+        "  --format json|binary            payload (default json)\n"
+        "  --interval D                    event time between samples (default 10s)\n"
+        "  --accel X                       event time runs X times faster (default 1)\n"
+        "  --start RFC3339|ms              event time of the start (default now)\n"
+        "  --seed S                        (default 1)\n"
+        "  --client-prefix P               device ids P000001.. (default dev)\n"
+        "  --connect-rate R                connections started per second (default 1000)\n"
+        "  --window N                      QoS 1 in flight per connection (default 16)\n"
+        "  --buffer N                      offline buffer per device, samples (default 4096)\n"
+        "  --backfill-rate R               msgs/s per device when backfilling (default auto)\n"
+        "  --tunnel-rate P                 per sample: probability to drop the connection\n"
+        "  --tunnel-min D --tunnel-max D   tunnel length, event time (default 10s..60s)\n"
+        "  --duplicates P                  probability to re-send an acknowledged sample\n"
+        "  --power-loss P                  per device and interval: probability of a power loss\n"
+        "  --power-off D                   power-loss reboot time, event time (default 30s)\n"
+        "  --out-of-order P                late re-sends of acked samples; shuffled backfill\n"
+        "  --rush-hour X --rush-every D --rush-for D  X times the sample rate for D every D\n"
+        "  --storm-at D                    at wall time D every device reconnects at once\n"
+        "  --clock-drift MS                max clock drift per device, ms per hour (random sign)\n"
+        "  --backoff-base D --backoff-cap D  reconnect backoff (default 100ms, 10s)\n"
+        "  --drain D                       longest wait for acks at the end (default 10s)\n"
+        "  --ack-log FILE                  write acknowledged seq ranges (JSON lines)\n"
+        "  --verify --api HOST:PORT        check the store holds every acked point once\n"
+        "  --verify-timeout D              re-check missing points this long (default 30s)\n"
+        "  --quiet                         no progress line\n"
+        "D is a duration: 500ms, 30s, 5m, 6h, 1d (a bare number is seconds).\n",
         f);
 }
 
@@ -153,6 +160,14 @@ enum {
     OPT_TUNNEL_MIN,
     OPT_TUNNEL_MAX,
     OPT_DUPLICATES,
+    OPT_POWER_LOSS,
+    OPT_POWER_OFF,
+    OPT_CLOCK_DRIFT,
+    OPT_OUT_OF_ORDER,
+    OPT_RUSH_HOUR,
+    OPT_RUSH_EVERY,
+    OPT_RUSH_FOR,
+    OPT_STORM_AT,
     OPT_BACKOFF_BASE,
     OPT_BACKOFF_CAP,
     OPT_DRAIN,
@@ -186,6 +201,14 @@ int main(int argc, char **argv)
         { "tunnel-min", required_argument, NULL, OPT_TUNNEL_MIN },
         { "tunnel-max", required_argument, NULL, OPT_TUNNEL_MAX },
         { "duplicates", required_argument, NULL, OPT_DUPLICATES },
+        { "power-loss", required_argument, NULL, OPT_POWER_LOSS },
+        { "power-off", required_argument, NULL, OPT_POWER_OFF },
+        { "clock-drift", required_argument, NULL, OPT_CLOCK_DRIFT },
+        { "out-of-order", required_argument, NULL, OPT_OUT_OF_ORDER },
+        { "rush-hour", required_argument, NULL, OPT_RUSH_HOUR },
+        { "rush-every", required_argument, NULL, OPT_RUSH_EVERY },
+        { "rush-for", required_argument, NULL, OPT_RUSH_FOR },
+        { "storm-at", required_argument, NULL, OPT_STORM_AT },
         { "backoff-base", required_argument, NULL, OPT_BACKOFF_BASE },
         { "backoff-cap", required_argument, NULL, OPT_BACKOFF_CAP },
         { "drain", required_argument, NULL, OPT_DRAIN },
@@ -273,6 +296,32 @@ int main(int argc, char **argv)
             break;
         case OPT_DUPLICATES:
             ok = parse_prob(optarg, &o.duplicates);
+            break;
+        case OPT_POWER_LOSS:
+            ok = parse_prob(optarg, &o.power_loss);
+            break;
+        case OPT_POWER_OFF:
+            ok = parse_duration_ms(optarg, &ms);
+            o.power_off_s = (double)ms / 1000.0;
+            break;
+        case OPT_STORM_AT:
+            ok = parse_duration_ms(optarg, &o.storm_at_ms) && o.storm_at_ms > 0;
+            break;
+        case OPT_RUSH_HOUR:
+            ok = parse_u32(optarg, &o.rush_x) && o.rush_x >= 1 && o.rush_x <= 1000;
+            break;
+        case OPT_RUSH_EVERY:
+            ok = parse_duration_ms(optarg, &o.rush_every_ms);
+            break;
+        case OPT_RUSH_FOR:
+            ok = parse_duration_ms(optarg, &o.rush_for_ms);
+            break;
+        case OPT_OUT_OF_ORDER:
+            ok = parse_prob(optarg, &o.out_of_order);
+            break;
+        case OPT_CLOCK_DRIFT:
+            o.clock_drift = strtod(optarg, &e);
+            ok = e != optarg && *e == '\0' && o.clock_drift >= 0 && o.clock_drift <= 360000;
             break;
         case OPT_BACKOFF_BASE:
             ok = parse_duration_ms(optarg, &ms) && ms <= UINT32_MAX;

@@ -6,8 +6,10 @@
  * reconnect backoff). Samples wait in a per-device FIFO (the offline buffer, bounded: the oldest
  * is dropped and counted when full); a QoS 1 sample moves to the in-flight window when sent and
  * is acknowledged by its PUBACK. On a disconnect the in-flight samples go back to the front of
- * the FIFO in seq order, so a device always (re)sends in seq order. Connections start from a FIFO
- * paced at connect_rate per second with a bounded number of handshakes open. Promises: see sim.h.
+ * the FIFO in seq order, so a device (re)sends in seq order unless --out-of-order shuffles it. A
+ * power loss empties the FIFO and the window (the samples are recorded as lost) and keeps the
+ * device off for a while. Connections start from a FIFO paced at connect_rate per second with a
+ * bounded number of handshakes open. Promises: see sim.h.
  */
 #include "sim/sim.h"
 #include "sim/sim_int.h"
@@ -33,8 +35,19 @@
 #define MAX_HANDSHAKES 512
 #define KEEPALIVE_S 60
 #define HOUSEKEEPING_MS 100
+#define OOO_WINDOW 8 /* --out-of-order shuffles among the next OOO_WINDOW buffered samples */
 
-enum { DS_IDLE, DS_QUEUED, DS_TCP, DS_CONNACK, DS_READY, DS_TUNNEL, DS_BACKOFF, DS_DONE };
+enum {
+    DS_IDLE,
+    DS_QUEUED,
+    DS_TCP,
+    DS_CONNACK,
+    DS_READY,
+    DS_TUNNEL,
+    DS_BACKOFF,
+    DS_POWEROFF,
+    DS_DONE
+};
 
 typedef struct pending {
     uint64_t seq;
@@ -106,6 +119,7 @@ typedef struct sim {
     uint64_t start_ms; /* loop time of the run's start */
     uint64_t drain_start_ms;
     bool generating, draining, interrupted;
+    bool stormed; /* --storm-at happened */
     uint64_t next_progress_ms;
 
     uint32_t n_ready;
@@ -324,6 +338,12 @@ static void device_on_puback(device *d, const tern_mqtt_ack *ack)
                     && tern_sim_rng_unit(&s->rng) < s->o.duplicates && d->q_len < d->q_cap) {
                     q_push_front(d, (pending) { w->seq, w->data, w->len, true });
                     keep = true;
+                } else if (s->o.out_of_order > 0 && !s->draining
+                    && tern_sim_rng_unit(&s->rng) < s->o.out_of_order && d->q_len < d->q_cap) {
+                    /* a late duplicate: behind everything buffered now */
+                    q_push_back(d, (pending) { w->seq, w->data, w->len, true });
+                    s->sum.late_resends++;
+                    keep = true;
                 }
             }
         } else if (ack->reason >= 0x80 && !w->dup) {
@@ -506,11 +526,40 @@ static void conn_enqueue(device *d)
 static void conn_timer_cb(tern_loop_timer *t)
 {
     device *d = t->data;
-    if (d->state == DS_TUNNEL || d->state == DS_BACKOFF)
+    if (d->state == DS_TUNNEL || d->state == DS_BACKOFF || d->state == DS_POWEROFF)
         conn_enqueue(d);
 }
 
 /* ---- samples and sending ----------------------------------------------------------------- */
+
+/* Records sample seq of d as lost to a power loss. */
+static void device_lose(device *d, uint64_t seq)
+{
+    sim *s = d->s;
+    tern_sim_dev_acct *a = &s->acct[d->idx - 1];
+    bool counted = false;
+    if (tern_sim_power_lose(&a->lost, &a->acked, seq, &counted) != 0)
+        set_fatal(s, TERN_ENOMEM);
+    else if (counted)
+        s->sum.lost_power++;
+}
+
+/* A power loss: the connection, the in-flight window and the offline buffer are gone; the device
+ * is off for power_off_s of event time, then reconnects. */
+static void device_power_loss(device *d)
+{
+    sim *s = d->s;
+    s->sum.power_losses++;
+    tern_loop_timer_stop(&d->conn);
+    uint64_t wall_ms = (uint64_t)(s->o.power_off_s * 1000.0 / s->o.accel);
+    device_go_offline(d, DS_POWEROFF, wall_ms < 10 ? 10 : wall_ms);
+    while (d->q_len > 0) {
+        pending p = q_pop_front(d);
+        if (!p.dup)
+            device_lose(d, p.seq);
+        tern_free(p.data);
+    }
+}
 
 static void device_generate(device *d, uint64_t upto_wall_ms)
 {
@@ -521,7 +570,12 @@ static void device_generate(device *d, uint64_t upto_wall_ms)
         int64_t ts = tern_sim_schedule_ts(&s->sched, d->idx, seq);
         tern_profile_step(s->profile, d->model, ts, s->values);
         tern_buf_reset(&s->scratch);
-        int rc = tern_sim_encode_sample(&s->scratch, s->profile, s->o.format, ts, seq, s->values);
+        int64_t stamp = tern_sim_schedule_stamp(&s->sched, d->idx, seq);
+        int64_t drift = stamp > ts ? stamp - ts : ts - stamp;
+        if (drift > s->sum.max_drift_ms)
+            s->sum.max_drift_ms = drift;
+        int rc
+            = tern_sim_encode_sample(&s->scratch, s->profile, s->o.format, stamp, seq, s->values);
         if (rc != 0) {
             set_fatal(s, rc);
             return;
@@ -530,6 +584,13 @@ static void device_generate(device *d, uint64_t upto_wall_ms)
         uint8_t *data = tern_buf_steal(&s->scratch, &len);
         d->generated = seq;
         s->sum.generated++;
+        s->sum.rush_generated += tern_sim_schedule_in_rush(&s->sched, seq);
+        if (d->state == DS_POWEROFF) {
+            /* due while the device is off: never buffered */
+            tern_free(data);
+            device_lose(d, seq);
+            continue;
+        }
         if (d->q_len >= s->o.buffer) {
             pending old = q_pop_front(d);
             tern_free(old.data);
@@ -537,6 +598,11 @@ static void device_generate(device *d, uint64_t upto_wall_ms)
                 s->sum.dropped_offline++;
         }
         q_push_back(d, (pending) { seq, data, (uint32_t)len, false });
+        if (s->o.power_loss > 0 && !s->draining && d->state != DS_DONE
+            && tern_sim_rng_unit(&s->rng) < s->o.power_loss) {
+            device_power_loss(d);
+            continue;
+        }
         if (d->state == DS_READY && s->o.tunnel_rate > 0 && !s->draining
             && tern_sim_rng_unit(&s->rng) < s->o.tunnel_rate) {
             double ev_s = s->o.tunnel_min_s
@@ -581,6 +647,17 @@ static void device_try_send(device *d)
         }
         if (d->tokens < 1)
             break;
+        if (s->o.out_of_order > 0 && d->q_len > 1) {
+            /* backfilling: send one of the next few buffered samples first */
+            uint32_t k = tern_sim_shuffle_pick(d->q_len, OOO_WINDOW, s->o.out_of_order, &s->rng);
+            if (k > 0) {
+                pending *a = &d->q[d->q_head], *b = &d->q[(d->q_head + k) % d->q_cap];
+                pending tmp = *a;
+                *a = *b;
+                *b = tmp;
+                s->sum.reordered++;
+            }
+        }
         pending p = q_pop_front(d);
         tern_mqtt_publish pub;
         memset(&pub, 0, sizeof pub);
@@ -720,10 +797,29 @@ static bool all_drained(const sim *s)
     return true;
 }
 
+/* --storm-at: every connected (or connecting) device drops its connection at once (no
+ * DISCONNECT) and reconnects after a backoff with full jitter (first attempt). */
+static void storm(sim *s)
+{
+    s->stormed = true;
+    for (uint32_t i = 0; i < s->o.n_devices; i++) {
+        device *d = &s->devs[i];
+        if (d->state != DS_READY && !in_handshake(d->state))
+            continue;
+        s->sum.storm_drops++;
+        d->attempts = 1;
+        uint64_t delay = tern_sim_backoff_ms(
+            1, s->o.backoff_base_ms, s->o.backoff_cap_ms, tern_sim_rng_next(&s->rng));
+        device_go_offline(d, DS_BACKOFF, delay);
+    }
+}
+
 static void housekeeping_cb(tern_loop_timer *t)
 {
     sim *s = t->data;
     uint64_t now_rel = rel_ms(s);
+    if (s->o.storm_at_ms > 0 && !s->stormed && s->generating && now_rel >= s->o.storm_at_ms)
+        storm(s);
     if (s->generating && now_rel >= s->o.duration_ms) {
         /* generate the very last samples, then drain: end tunnels, no new misbehaviour */
         for (uint32_t i = 0; i < s->o.n_devices; i++)
@@ -733,7 +829,7 @@ static void housekeeping_cb(tern_loop_timer *t)
         s->drain_start_ms = now_rel;
         for (uint32_t i = 0; i < s->o.n_devices; i++) {
             device *d = &s->devs[i];
-            if (d->state == DS_TUNNEL) {
+            if (d->state == DS_TUNNEL || d->state == DS_POWEROFF) {
                 tern_loop_timer_stop(&d->conn);
                 conn_enqueue(d);
             }
@@ -779,6 +875,7 @@ void tern_sim_options_default(tern_sim_options *o)
     o->buffer = 4096;
     o->tunnel_min_s = 10;
     o->tunnel_max_s = 60;
+    o->power_off_s = 30;
     o->backoff_base_ms = 100;
     o->backoff_cap_ms = 10000;
     o->drain_ms = 10000;
@@ -791,9 +888,16 @@ static int check_options(const tern_sim_options *o)
     if (!o->broker || o->n_devices == 0 || o->n_devices > 10000000 || o->qos > 1
         || o->interval_ms == 0 || !(o->accel > 0) || o->window == 0 || o->window > 1024
         || o->buffer == 0 || o->connect_rate == 0 || o->tunnel_rate < 0 || o->tunnel_rate > 1
-        || o->duplicates < 0 || o->duplicates > 1 || o->tunnel_min_s < 0
-        || o->tunnel_max_s < o->tunnel_min_s || o->backoff_cap_ms == 0 || o->backfill_rate < 0
-        || !o->client_prefix || strlen(o->client_prefix) > 48 || (o->verify && !o->api))
+        || o->duplicates < 0 || o->duplicates > 1 || !(o->power_loss >= 0) || o->power_loss > 1
+        || !(o->power_off_s >= 0) || (o->storm_at_ms > 0 && o->storm_at_ms >= o->duration_ms)
+        || !(o->out_of_order >= 0) || o->out_of_order > 1 || !(o->clock_drift >= 0)
+        || o->clock_drift > 360000 || o->tunnel_min_s < 0 || o->tunnel_max_s < o->tunnel_min_s
+        || o->backoff_cap_ms == 0 || o->backfill_rate < 0 || !o->client_prefix
+        || strlen(o->client_prefix) > 48 || (o->verify && !o->api))
+        return TERN_EINVAL;
+    tern_sim_schedule sched = { 0, o->interval_ms, o->accel, o->n_devices, 0, 0, o->rush_x,
+        o->rush_every_ms, o->rush_for_ms };
+    if (!tern_sim_schedule_valid(&sched))
         return TERN_EINVAL;
     return 0;
 }
@@ -855,8 +959,11 @@ static int sim_setup(sim *s)
         int64_t now = tern_clock_now_ms();
         start = now - now % (int64_t)o->interval_ms;
     }
-    s->sched = (tern_sim_schedule) { start, o->interval_ms, o->accel, o->n_devices };
+    s->sched = (tern_sim_schedule) { start, o->interval_ms, o->accel, o->n_devices, o->clock_drift,
+        o->seed ^ UINT64_C(0xD1F7C10C4D21F7ED), o->rush_x, o->rush_every_ms, o->rush_for_ms };
     double live = o->accel * 1000.0 / o->interval_ms;
+    if (tern_sim_schedule_rush(&s->sched))
+        live *= o->rush_x;
     s->backfill_rate = o->backfill_rate > 0 ? o->backfill_rate : fmax(20.0, 4.0 * live);
     s->rng = o->seed * UINT64_C(0x9E3779B97F4A7C15) + 0x1234567;
     if (s->rng == 0)
@@ -999,11 +1106,16 @@ int tern_sim_summary_json(tern_buf *out, const tern_sim_summary *s)
         "{\"devices\":%u,\"metrics\":%zu,\"generated\":%" PRIu64 ",\"published\":%" PRIu64
         ",\"acked\":%" PRIu64 ",\"acked_points\":%" PRIu64 ",\"duplicates\":%" PRIu64
         ",\"resent\":%" PRIu64 ",\"reconnects\":%" PRIu64 ",\"tunnels\":%" PRIu64
-        ",\"dropped_offline\":%" PRIu64 ",\"backpressure\":%" PRIu64 ",\"conn_errors\":%" PRIu64
-        ",\"unacked\":%" PRIu64 ",\"ack_p50_ms\":%.3f,\"ack_p99_ms\":%.3f,\"wall_s\":%.3f"
+        ",\"dropped_offline\":%" PRIu64 ",\"power_losses\":%" PRIu64 ",\"lost_power\":%" PRIu64
+        ",\"max_drift_ms\":%" PRId64 ",\"rush_generated\":%" PRIu64 ",\"storm_drops\":%" PRIu64
+        ",\"late_resends\":%" PRIu64 ",\"reordered\":%" PRIu64 ",\"backpressure\":%" PRIu64
+        ",\"conn_errors\":%" PRIu64 ",\"unacked\":%" PRIu64
+        ",\"ack_p50_ms\":%.3f,\"ack_p99_ms\":%.3f,\"wall_s\":%.3f"
         ",\"msgs_per_s\":%.1f,\"interrupted\":%s}",
         s->devices, s->n_metrics, s->generated, s->published, s->acked, s->acked_points,
-        s->duplicates, s->resent, s->reconnects, s->tunnels, s->dropped_offline, s->backpressure,
-        s->conn_errors, s->unacked, s->ack_p50_ms, s->ack_p99_ms, s->wall_s,
-        s->wall_s > 0 ? (double)s->published / s->wall_s : 0.0, s->interrupted ? "true" : "false");
+        s->duplicates, s->resent, s->reconnects, s->tunnels, s->dropped_offline, s->power_losses,
+        s->lost_power, s->max_drift_ms, s->rush_generated, s->storm_drops, s->late_resends,
+        s->reordered, s->backpressure, s->conn_errors, s->unacked, s->ack_p50_ms, s->ack_p99_ms,
+        s->wall_s, s->wall_s > 0 ? (double)s->published / s->wall_s : 0.0,
+        s->interrupted ? "true" : "false");
 }

@@ -1,7 +1,9 @@
 /*
  * sim.h: tern-sim, the fleet simulator: N devices over real MQTT connections, time acceleration,
- * misbehaviour (tunnels, duplicates), exact accounting of what the broker acknowledged, and a
- * verifier that asks tern's query API whether every acknowledged point is stored exactly once.
+ * misbehaviour (tunnels, duplicates, power losses, clock drift, out-of-order sends, rush hours,
+ * reconnect storms), exact accounting of what the broker
+ * acknowledged, and a verifier that asks tern's query API whether every acknowledged point is
+ * stored exactly once.
  *
  * Two layers:
  *   - pure parts (sim_pure.c), unit-tested alone: the event-time schedule and its acceleration,
@@ -12,7 +14,9 @@
  * Schedule: device d (1-based, of N) sends sample seq (1-based) at event time
  *   ts = start_ms + offset(d) + (seq - 1) * interval_ms,  offset(d) = (d - 1) * interval_ms / N,
  * due at wall time (ts - start_ms) / accel after the run starts. So ts is a function of
- * (device, seq) and the ack log needs only seq ranges. Formats and CLI: docs/sim.md.
+ * (device, seq) and the ack log needs only seq ranges. With clock drift a device stamps its samples
+ * with tern_sim_schedule_stamp (still a function of (device, seq)); the schedule itself (when a
+ * sample is due) follows the true time. Formats and CLI: docs/sim.md.
  * Threading: none of this is thread-safe; a run owns its loop and its thread.
  */
 #ifndef TERN_SIM_SIM_H
@@ -34,10 +38,46 @@ typedef struct tern_sim_schedule {
     uint32_t interval_ms; /* event time between two samples of a device (> 0) */
     double accel;         /* event ms per wall ms (> 0) */
     uint32_t n_devices;   /* > 0 */
+    double drift_max;     /* clock drift bound, ms per hour of event time (>= 0; 0: none) */
+    uint64_t drift_seed;  /* picks each device's drift rate */
+    uint32_t rush_x;      /* rush hour: X times as many samples (<= 1: no rush hour) */
+    uint64_t rush_every_ms, rush_for_ms; /* a rush of rush_for_ms opens every rush_every_ms */
 } tern_sim_schedule;
 
-/* tern_sim_schedule_ts returns the event time of sample seq (>= 1) of device dev (1..N). */
+/*
+ * tern_sim_schedule_ts returns the event time of sample seq (>= 1) of device dev (1..N).
+ * With a rush hour (tern_sim_schedule_rush), event time is cut into periods of rush_every_ms
+ * from start_ms; the first rush_for_ms of each is the rush, where rush sample r (0-based) is at
+ * floor((dev - 1) * interval_ms / (rush_x * N)) + floor(r * interval_ms / rush_x), the rest every
+ * interval_ms from offset (dev - 1) * interval_ms / N. Every period holds the same number of
+ * samples, so ts stays a closed-form, strictly increasing function of (device, seq).
+ */
 int64_t tern_sim_schedule_ts(const tern_sim_schedule *s, uint32_t dev, uint64_t seq);
+
+/* tern_sim_schedule_rush tells whether s has a rush hour: rush_x > 1, 0 < rush_for_ms <=
+ * rush_every_ms (callers validate with tern_sim_schedule_valid). */
+bool tern_sim_schedule_rush(const tern_sim_schedule *s);
+
+/* tern_sim_schedule_valid checks s: interval_ms, accel and n_devices > 0, and with a rush hour
+ * interval_ms >= rush_x <= 1000 and rush_every_ms, rush_for_ms multiples of interval_ms. */
+bool tern_sim_schedule_valid(const tern_sim_schedule *s);
+
+/* tern_sim_schedule_in_rush tells whether sample seq (of any device) falls in a rush. */
+bool tern_sim_schedule_in_rush(const tern_sim_schedule *s, uint64_t seq);
+
+/*
+ * tern_sim_drift_rate returns device dev's clock drift in ms per hour of event time: uniform in
+ * [-s->drift_max, s->drift_max], a pure function of (s->drift_seed, dev); 0 without drift.
+ */
+double tern_sim_drift_rate(const tern_sim_schedule *s, uint32_t dev);
+
+/*
+ * tern_sim_schedule_stamp returns the timestamp device dev writes into sample seq: its true
+ * event time ts (tern_sim_schedule_ts) read on a clock that drifts from the run's start,
+ * ts + llround(rate * (ts - start_ms) / 3600000) with rate = tern_sim_drift_rate. It is what the
+ * store keys the point by. Without drift it is ts. A pure function of (device, seq).
+ */
+int64_t tern_sim_schedule_stamp(const tern_sim_schedule *s, uint32_t dev, uint64_t seq);
 
 /* tern_sim_schedule_wall_ms returns the wall ms after the run's start when event time ts_ms is
  * reached: ceil((ts_ms - start_ms) / accel), 0 for ts_ms <= start_ms. */
@@ -55,6 +95,14 @@ uint64_t tern_sim_schedule_due(const tern_sim_schedule *s, uint32_t dev, uint64_
  * rnd mod (ceiling + 1), i.e. uniform in [0, ceiling] for a uniform 64-bit rnd.
  */
 uint64_t tern_sim_backoff_ms(uint32_t attempt, uint32_t base_ms, uint32_t cap_ms, uint64_t rnd);
+
+/*
+ * tern_sim_shuffle_pick chooses which of the first min(q_len, window) buffered samples to send
+ * next: 0 (the oldest, FIFO order) with probability 1 - p, otherwise uniform among the others
+ * (1 .. min(q_len, window) - 1). Always 0 when q_len or window is below 2 or p <= 0. Consumes
+ * the PRNG only when a choice exists.
+ */
+uint32_t tern_sim_shuffle_pick(uint32_t q_len, uint32_t window, double p, uint64_t *rng);
 
 /* tern_sim_rng_next is the simulator's PRNG (xorshift64*); *state must not be 0. */
 uint64_t tern_sim_rng_next(uint64_t *state);
@@ -89,6 +137,16 @@ size_t tern_sim_seqset_ranges(
 
 /* tern_sim_seqset_count_between counts the seqs of s in [lo, hi]. */
 uint64_t tern_sim_seqset_count_between(const tern_sim_seqset *s, uint64_t lo, uint64_t hi);
+
+/*
+ * tern_sim_power_lose records that sample seq died in a power loss (it was buffered, in flight,
+ * or due while the device was off): unless acked holds it (a queued duplicate of an acknowledged
+ * sample loses nothing) it is added to lost and *counted (if not NULL) tells whether it is a new
+ * loss. A lost sample is never acknowledged afterwards, so acked and lost stay disjoint.
+ * Returns 0, TERN_EINVAL (seq 0) or TERN_ENOMEM (lost unchanged).
+ */
+int tern_sim_power_lose(
+    tern_sim_seqset *lost, const tern_sim_seqset *acked, uint64_t seq, bool *counted);
 
 /* ---- payloads ---------------------------------------------------------------------------- */
 
@@ -157,6 +215,13 @@ typedef struct tern_sim_options {
     double tunnel_rate;                /* probability per sample that a connected device drops */
     double tunnel_min_s, tunnel_max_s; /* tunnel length, event time */
     double duplicates;                 /* probability to re-send an acknowledged sample */
+    double power_loss;                 /* probability per device and interval of a power loss */
+    double power_off_s;                /* reboot time after a power loss, event time */
+    double clock_drift;                /* max clock drift, ms per hour (0..360000) */
+    double out_of_order; /* probability of a late resend / of a shuffled backfill send */
+    uint32_t rush_x;     /* rush hour: X times the sample rate (<= 1: none) */
+    uint64_t rush_every_ms, rush_for_ms; /* event time */
+    uint64_t storm_at_ms; /* wall ms after the start: every device reconnects at once (0: no) */
     uint32_t backoff_base_ms, backoff_cap_ms;
     uint64_t drain_ms; /* longest wait for acks after generation stops */
     bool verify;
@@ -179,9 +244,16 @@ typedef struct tern_sim_summary {
     uint64_t reconnects;      /* successful connections after a device's first */
     uint64_t tunnels;         /* disconnects caused by --tunnel-rate */
     uint64_t dropped_offline; /* samples dropped because an offline buffer was full */
-    uint64_t backpressure;    /* times a device had to wait for its in-flight window */
-    uint64_t conn_errors;     /* failed connection attempts */
-    uint64_t unacked;         /* samples left unacknowledged at the end */
+    uint64_t power_losses;    /* power losses (--power-loss) */
+    uint64_t storm_drops;     /* connections dropped by --storm-at */
+    uint64_t rush_generated;  /* samples generated during rush hours */
+    uint64_t late_resends;    /* acknowledged samples queued again behind the buffer */
+    uint64_t reordered;       /* backfill sends taken out of FIFO order */
+    int64_t max_drift_ms;     /* largest |stamp - true ts| of a generated sample */
+    uint64_t lost_power; /* samples lost to power losses (buffered, in flight, or due while off) */
+    uint64_t backpressure; /* times a device had to wait for its in-flight window */
+    uint64_t conn_errors;  /* failed connection attempts */
+    uint64_t unacked;      /* samples left unacknowledged at the end */
     double ack_p50_ms, ack_p99_ms;
     double wall_s;
     size_t n_metrics;

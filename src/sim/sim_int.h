@@ -12,6 +12,7 @@ typedef struct tern_sim_dev_acct {
     tern_sim_seqset sent;       /* published at least once (not counting duplicates) */
     tern_sim_seqset acked;      /* acknowledged (PUBACK) */
     tern_sim_seqset duplicated; /* re-sent on purpose after being acknowledged */
+    tern_sim_seqset lost;       /* lost in a power loss (never acknowledged) */
 } tern_sim_dev_acct;
 
 /* tern_sim_acct_free releases a's sets. */

@@ -14,10 +14,74 @@
 
 /* ---- schedule ---------------------------------------------------------------------------- */
 
+bool tern_sim_schedule_rush(const tern_sim_schedule *s)
+{
+    return s->rush_x > 1 && s->rush_for_ms > 0 && s->rush_for_ms <= s->rush_every_ms;
+}
+
+bool tern_sim_schedule_valid(const tern_sim_schedule *s)
+{
+    if (s->interval_ms == 0 || !(s->accel > 0) || s->n_devices == 0)
+        return false;
+    if (s->rush_x <= 1)
+        return true;
+    return tern_sim_schedule_rush(s) && s->rush_x <= 1000 && s->interval_ms >= s->rush_x
+        && s->rush_every_ms % s->interval_ms == 0 && s->rush_for_ms % s->interval_ms == 0;
+}
+
+/* Samples per rush and per rush period. */
+static void rush_counts(const tern_sim_schedule *s, uint64_t *n_rush, uint64_t *n_period)
+{
+    *n_rush = s->rush_for_ms / s->interval_ms * s->rush_x;
+    *n_period = *n_rush + (s->rush_every_ms - s->rush_for_ms) / s->interval_ms;
+}
+
+bool tern_sim_schedule_in_rush(const tern_sim_schedule *s, uint64_t seq)
+{
+    if (!tern_sim_schedule_rush(s) || seq == 0)
+        return false;
+    uint64_t n_rush, n_period;
+    rush_counts(s, &n_rush, &n_period);
+    return (seq - 1) % n_period < n_rush;
+}
+
 int64_t tern_sim_schedule_ts(const tern_sim_schedule *s, uint32_t dev, uint64_t seq)
 {
+    if (tern_sim_schedule_rush(s)) {
+        uint64_t n_rush, n_period, iv = s->interval_ms, x = s->rush_x;
+        rush_counts(s, &n_rush, &n_period);
+        uint64_t k = (seq - 1) / n_period, r = (seq - 1) % n_period;
+        int64_t base = s->start_ms + (int64_t)(k * s->rush_every_ms);
+        if (r < n_rush)
+            return base + (int64_t)((uint64_t)(dev - 1) * iv / (x * s->n_devices) + r * iv / x);
+        return base + (int64_t)s->rush_for_ms
+            + (int64_t)((uint64_t)(dev - 1) * s->interval_ms / s->n_devices
+                + (r - n_rush) * s->interval_ms);
+    }
     uint64_t offset = (uint64_t)(dev - 1) * s->interval_ms / s->n_devices;
     return s->start_ms + (int64_t)offset + (int64_t)(seq - 1) * (int64_t)s->interval_ms;
+}
+
+double tern_sim_drift_rate(const tern_sim_schedule *s, uint32_t dev)
+{
+    if (!(s->drift_max > 0))
+        return 0.0;
+    /* splitmix64 of (seed, dev): independent of the run's PRNG stream */
+    uint64_t z = s->drift_seed + (uint64_t)dev * UINT64_C(0x9E3779B97F4A7C15);
+    z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
+    z ^= z >> 31;
+    double u = (double)(z >> 11) / 9007199254740992.0; /* [0, 1) */
+    return (2.0 * u - 1.0) * s->drift_max;
+}
+
+int64_t tern_sim_schedule_stamp(const tern_sim_schedule *s, uint32_t dev, uint64_t seq)
+{
+    int64_t ts = tern_sim_schedule_ts(s, dev, seq);
+    double rate = tern_sim_drift_rate(s, dev);
+    if (rate == 0.0)
+        return ts;
+    return ts + (int64_t)llround(rate * (double)(ts - s->start_ms) / 3600000.0);
 }
 
 uint64_t tern_sim_schedule_wall_ms(const tern_sim_schedule *s, int64_t ts_ms)
@@ -30,6 +94,20 @@ uint64_t tern_sim_schedule_wall_ms(const tern_sim_schedule *s, int64_t ts_ms)
 
 uint64_t tern_sim_schedule_due(const tern_sim_schedule *s, uint32_t dev, uint64_t wall_ms)
 {
+    if (tern_sim_schedule_rush(s)) {
+        /* samples are >= g = floor(interval / x) apart: ts(n) - start >= (n - 1) * g, so hi is
+         * past the end */
+        double reached = floor((double)wall_ms * s->accel + 1e-9);
+        uint64_t lo = 0, hi = (uint64_t)(reached / (double)(s->interval_ms / s->rush_x)) + 2;
+        while (hi - lo > 1) { /* invariant: lo is due, hi is not */
+            uint64_t mid = lo + (hi - lo) / 2;
+            if (tern_sim_schedule_wall_ms(s, tern_sim_schedule_ts(s, dev, mid)) <= wall_ms)
+                lo = mid;
+            else
+                hi = mid;
+        }
+        return lo;
+    }
     uint64_t offset = (uint64_t)(dev - 1) * s->interval_ms / s->n_devices;
     /* event time reached: floor(wall * accel); sample seq is due when offset + (seq-1)*iv <= it */
     double reached = floor((double)wall_ms * s->accel + 1e-9);
@@ -140,6 +218,28 @@ uint64_t tern_sim_seqset_count_between(const tern_sim_seqset *s, uint64_t lo, ui
     for (uint64_t q = lo; q <= hi && q <= s->max; q++)
         n += tern_sim_seqset_has(s, q);
     return n;
+}
+
+int tern_sim_power_lose(
+    tern_sim_seqset *lost, const tern_sim_seqset *acked, uint64_t seq, bool *counted)
+{
+    if (counted)
+        *counted = false;
+    if (seq == 0)
+        return TERN_EINVAL;
+    if (tern_sim_seqset_has(acked, seq))
+        return 0;
+    return tern_sim_seqset_add(lost, seq, counted);
+}
+
+uint32_t tern_sim_shuffle_pick(uint32_t q_len, uint32_t window, double p, uint64_t *rng)
+{
+    uint32_t n = q_len < window ? q_len : window;
+    if (n < 2 || !(p > 0))
+        return 0;
+    if (tern_sim_rng_unit(rng) >= p)
+        return 0;
+    return 1 + (uint32_t)(tern_sim_rng_next(rng) % (n - 1));
 }
 
 /* ---- payloads ---------------------------------------------------------------------------- */

@@ -30,6 +30,7 @@ void tern_sim_acct_free(tern_sim_dev_acct *a)
     tern_sim_seqset_free(&a->sent);
     tern_sim_seqset_free(&a->acked);
     tern_sim_seqset_free(&a->duplicated);
+    tern_sim_seqset_free(&a->lost);
 }
 
 /* ---- ack log ----------------------------------------------------------------------------- */
@@ -45,7 +46,8 @@ static void write_range(uint64_t lo, uint64_t hi, void *arg)
 {
     range_ctx *c = arg;
     fprintf(c->f, "%s[%" PRIu64 ",%" PRIu64 ",%" PRId64 ",%" PRId64 "]", c->first ? "" : ",", lo,
-        hi, tern_sim_schedule_ts(c->sched, c->dev, lo), tern_sim_schedule_ts(c->sched, c->dev, hi));
+        hi, tern_sim_schedule_stamp(c->sched, c->dev, lo),
+        tern_sim_schedule_stamp(c->sched, c->dev, hi));
     c->first = false;
 }
 
@@ -66,9 +68,12 @@ int tern_sim_ack_log_write(const char *path, const tern_sim_run_info *info)
     const tern_profile *p = info->profile;
     fprintf(f,
         "{\"tern_sim_ack_log\":1,\"profile\":\"%s\",\"qos\":%u,\"start_ms\":%" PRId64
-        ",\"interval_ms\":%u,\"devices\":%u,\"metrics\":[",
+        ",\"interval_ms\":%u,\"devices\":%u,\"clock_drift\":%.17g,\"rush_x\":%u"
+        ",\"rush_every_ms\":%" PRIu64 ",\"rush_for_ms\":%" PRIu64 ",\"metrics\":[",
         tern_profile_name(p), info->qos, info->sched->start_ms, info->sched->interval_ms,
-        info->n_devices);
+        info->n_devices, info->sched->drift_max,
+        tern_sim_schedule_rush(info->sched) ? info->sched->rush_x : 1, info->sched->rush_every_ms,
+        info->sched->rush_for_ms);
     for (size_t i = 0; i < tern_profile_metric_count(p); i++)
         fprintf(f, "%s\"%s\"", i ? "," : "", tern_profile_metric_name(p, i));
     fputs("]}\n", f);
@@ -79,11 +84,15 @@ int tern_sim_ack_log_write(const char *path, const tern_sim_run_info *info)
         for (uint64_t q = 1; q <= a->sent.max; q++)
             if (tern_sim_seqset_has(&a->sent, q) && !tern_sim_seqset_has(&a->acked, q))
                 (void)tern_sim_seqset_add(&unacked, q, NULL);
-        fprintf(f, "{\"device\":\"%s%06u\",\"acked\":%" PRIu64 ",\"sent\":%" PRIu64,
-            info->client_prefix, d, a->acked.count, a->sent.count);
+        fprintf(f,
+            "{\"device\":\"%s%06u\",\"acked\":%" PRIu64 ",\"sent\":%" PRIu64
+            ",\"drift_ms_per_hour\":%.17g",
+            info->client_prefix, d, a->acked.count, a->sent.count,
+            tern_sim_drift_rate(info->sched, d));
         write_set(f, "acked_ranges", &a->acked, info->sched, d);
         write_set(f, "unacked_ranges", &unacked, info->sched, d);
         write_set(f, "duplicated_ranges", &a->duplicated, info->sched, d);
+        write_set(f, "lost_ranges", &a->lost, info->sched, d);
         fputs("}\n", f);
         tern_sim_seqset_free(&unacked);
     }
@@ -223,8 +232,8 @@ static int verify_device(const tern_sim_options *o, const tern_sim_run_info *inf
     uint64_t counts[TERN_PROFILE_MAX_METRICS] = { 0 };
     for (size_t i = 0; i < n; i++)
         names[i] = tern_profile_metric_name(info->profile, i);
-    int64_t start = tern_sim_schedule_ts(info->sched, dev, 1);
-    int64_t end = tern_sim_schedule_ts(info->sched, dev, a->sent.max) + 1;
+    int64_t start = tern_sim_schedule_stamp(info->sched, dev, 1);
+    int64_t end = tern_sim_schedule_stamp(info->sched, dev, a->sent.max) + 1;
     char path[512];
     snprintf(path, sizeof path,
         "/api/v1/query?device=%s%06u&metric=*&start=%" PRId64 "&end=%" PRId64

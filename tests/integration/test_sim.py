@@ -8,6 +8,12 @@ acknowledged. Each test checks one promise of the simulator:
   right device id, ts = the schedule's ts, and first deliveries in seq order per device;
 - tunnels: reconnects > 0 and still every acknowledged seq arrives;
 - duplicates: the subscriber sees the duplicated (device, seq) pairs more than once;
+- clock drift: payload ts and ack-log ts are the drifted stamps; --verify asks for that range;
+- out-of-order: late re-sends arrive twice, backfill arrives shuffled, the store keeps one;
+- rush hour: X times the samples during the rush, ts on the rush-hour schedule;
+- storm: every device drops and reconnects at once (jittered backoff), nothing is lost;
+- power loss: every generated sample is acked, lost or left over; lost samples never sent
+  never arrive, acknowledged ones all do (and, against `tern serve`, are stored once);
 - --verify: against a fake query API (a tiny HTTP server answering counts from what the
   subscriber saw, honestly or with a fault injected) and against `tern serve` when it exists;
 - SIGINT ends the run cleanly with a summary.
@@ -41,16 +47,45 @@ def run_sim(broker_port: int, *extra: str, timeout_s: float = 50.0):
     return p, [json.loads(ln) for ln in lines]
 
 
+def true_ts(header: dict, idx: int, seq: int) -> int:
+    """The schedule's event time of sample seq of device idx (docs/sim.md), rush hours too."""
+    start, iv, n = header["start_ms"], header["interval_ms"], header["devices"]
+    x, every, rush_for = header["rush_x"], header["rush_every_ms"], header["rush_for_ms"]
+    if x > 1:
+        n_rush = rush_for // iv * x
+        k, r = divmod(seq - 1, n_rush + (every - rush_for) // iv)
+        base = start + k * every
+        if r < n_rush:
+            return base + (idx - 1) * iv // (x * n) + r * iv // x
+        return base + rush_for + (idx - 1) * iv // n + (r - n_rush) * iv
+    return start + (idx - 1) * iv // n + (seq - 1) * iv
+
+
+def stamp(header: dict, idx: int, seq: int) -> int:
+    """The ts device idx writes into sample seq (docs/sim.md: schedule ts plus clock drift)."""
+    start = header["start_ms"]
+    ts = true_ts(header, idx, seq)
+    rate = header["drift"].get(f"dev{idx:06d}", 0.0)
+    x = rate * (ts - start) / 3600000.0
+    return ts + int(x + 0.5 if x >= 0 else x - 0.5)
+
+
 def read_ack_log(path):
     lines = [json.loads(ln) for ln in path.read_text().splitlines()]
     header, devices = lines[0], lines[1:]
     assert header["tern_sim_ack_log"] == 1
+    header["drift"] = {d["device"]: d["drift_ms_per_hour"] for d in devices}
     acked = {}
     for d in devices:
         seqs = set()
+        idx = int(d["device"][3:])
+        assert abs(d["drift_ms_per_hour"]) <= header["clock_drift"]
         for lo, hi, ts_lo, ts_hi in d["acked_ranges"]:
             assert lo <= hi and ts_lo <= ts_hi
-            assert ts_hi - ts_lo == (hi - lo) * header["interval_ms"]
+            assert abs(ts_lo - stamp(header, idx, lo)) <= 1
+            assert abs(ts_hi - stamp(header, idx, hi)) <= 1
+            if header["clock_drift"] == 0 and header["rush_x"] == 1:
+                assert ts_hi - ts_lo == (hi - lo) * header["interval_ms"]
             seqs.update(range(lo, hi + 1))
         assert len(seqs) == d["acked"]
         acked[d["device"]] = seqs
@@ -110,8 +145,10 @@ class Collector:
         self.c.close()
 
 
-def check_delivery(col: Collector, header: dict, acked: dict[str, set[int]]):
-    """Every acked seq arrived, with the schedule's ts; first deliveries in seq order."""
+def check_delivery(col: Collector, header: dict, acked: dict[str, set[int]],
+                   ordered: bool = True):
+    """Every acked seq arrived, with the schedule's ts; first deliveries in seq order (unless
+    the run shuffled them: ordered=False)."""
     n = header["devices"]
     for idx in range(1, n + 1):
         dev = f"dev{idx:06d}"
@@ -120,14 +157,14 @@ def check_delivery(col: Collector, header: dict, acked: dict[str, set[int]]):
         assert not missing, f"{dev}: acknowledged but never delivered: {sorted(missing)[:10]}"
         first: list[int] = []
         seen: set[int] = set()
-        offset = (idx - 1) * header["interval_ms"] // n
         for ts, seq, n_metrics in col.seen[dev]:
-            assert ts == header["start_ms"] + offset + (seq - 1) * header["interval_ms"]
+            assert abs(ts - stamp(header, idx, seq)) <= 1, (dev, seq, ts)
             assert n_metrics in (-1, EV_METRICS)
             if seq not in seen:
                 seen.add(seq)
                 first.append(seq)
-        assert first == sorted(first), f"{dev}: seqs out of order: {first[:40]}"
+        if ordered:
+            assert first == sorted(first), f"{dev}: seqs out of order: {first[:40]}"
 
 
 def test_qos1_counts_and_delivery(make_broker, tmp_path):  # noqa: F811
@@ -209,6 +246,159 @@ def test_duplicates_are_resent(make_broker, tmp_path):  # noqa: F811
     col.close()
 
 
+def ranges(d: dict, key: str) -> set[int]:
+    return {s for lo, hi, _, _ in d[key] for s in range(lo, hi + 1)}
+
+
+def test_power_loss_loses_buffer_and_inflight(make_broker, tmp_path):  # noqa: F811
+    broker = make_broker()
+    col = Collector(broker.port)
+    ack_log = tmp_path / "acks.jsonl"
+    # tunnels fill offline buffers, so a power loss has unsent samples to lose
+    p, (summary,) = run_sim(broker.port, "--devices", "40", "--duration", "4s", "--accel", "60",
+                            "--power-loss", "0.05", "--power-off", "20s",
+                            "--tunnel-rate", "0.05", "--tunnel-min", "30s", "--tunnel-max", "60s",
+                            "--backoff-base", "20ms", "--ack-log", str(ack_log))
+    assert p.returncode == 0
+    assert summary["power_losses"] > 0 and summary["lost_power"] > 0
+    assert summary["unacked"] == 0
+    # every generated sample is acknowledged, lost to a power loss, or dropped from a full buffer
+    assert (summary["acked"] + summary["lost_power"] + summary["dropped_offline"]
+            == summary["generated"])
+    header, devices, acked = read_ack_log(ack_log)
+    lost_total = 0
+    never_sent: dict[str, set[int]] = {}
+    for d in devices:
+        lost = ranges(d, "lost_ranges")
+        lost_total += len(lost)
+        assert not lost & acked[d["device"]], d["device"]
+        never_sent[d["device"]] = lost - ranges(d, "unacked_ranges")
+    assert lost_total == summary["lost_power"]
+    assert any(never_sent.values())
+    col.drain(acked)
+    time.sleep(0.5)
+    col.drain()
+    check_delivery(col, header, acked)
+    for dev, seqs in never_sent.items():
+        assert not seqs & col.seqs(dev), f"{dev}: lost before sending but delivered"
+    col.close()
+
+
+def test_clock_drift_stamps(make_broker, tmp_path):  # noqa: F811
+    broker = make_broker()
+    col = Collector(broker.port)
+    ack_log = tmp_path / "acks.jsonl"
+    # 36 s/hour at accel 60 for 4 s (240 s of fleet time): up to 2.4 s of drift
+    p, (summary,) = run_sim(broker.port, "--devices", "20", "--duration", "4s", "--accel", "60",
+                            "--clock-drift", "36000", "--ack-log", str(ack_log))
+    assert p.returncode == 0
+    assert summary["acked"] == summary["generated"] > 0
+    assert 0 < summary["max_drift_ms"] <= 2400
+    header, devices, acked = read_ack_log(ack_log)
+    assert header["clock_drift"] == 36000
+    rates = [d["drift_ms_per_hour"] for d in devices]
+    assert min(rates) < 0 < max(rates)  # random sign
+    col.drain(acked)
+    check_delivery(col, header, acked)  # payload ts = drifted stamp
+    # the stamps really drift: some device is more than an interval's rounding off schedule
+    off = max(abs(ts - true_ts(header, int(dev[3:]), seq))
+              for dev, v in col.seen.items() for ts, seq, _ in v)
+    assert off == summary["max_drift_ms"] or abs(off - summary["max_drift_ms"]) <= 1
+    col.close()
+
+
+def test_rush_hour_bursts(make_broker, tmp_path):  # noqa: F811
+    broker = make_broker()
+    col = Collector(broker.port)
+    ack_log = tmp_path / "acks.jsonl"
+    # 240 s of fleet time: 4 periods of 60 s, each 6 samples in its 20 s rush (3x) + 4 after
+    p, (summary,) = run_sim(broker.port, "--devices", "20", "--duration", "4s", "--accel", "60",
+                            "--rush-hour", "3", "--rush-every", "60s", "--rush-for", "20s",
+                            "--ack-log", str(ack_log))
+    assert p.returncode == 0
+    assert 20 * 40 <= summary["generated"] <= 20 * 41  # without the rush: 24 or 25 a device
+    assert 20 * 24 <= summary["rush_generated"] <= 20 * 25
+    assert summary["acked"] == summary["generated"] and summary["unacked"] == 0
+    header, _, acked = read_ack_log(ack_log)
+    assert (header["rush_x"], header["rush_every_ms"], header["rush_for_ms"]) == (3, 60000, 20000)
+    col.drain(acked)
+    check_delivery(col, header, acked)  # ts follow the rush-hour schedule
+    ts1 = sorted(ts for ts, _, _ in col.seen["dev000001"])
+    gaps = [b - a for a, b in zip(ts1, ts1[1:])]
+    # per period: 6 rush samples 3333-3334 ms apart (the 6th to the first calm one too), then 4
+    # calm ones 10 s apart (the 4th to the next rush too)
+    assert set(gaps) <= {3333, 3334, 10000}
+    assert sum(1 for g in gaps if g < 10000) == 4 * 6
+    assert gaps.count(10000) in (4 * 4 - 1, 4 * 4)
+    col.close()
+
+
+def test_rush_hour_rejects_bad_period(make_broker):  # noqa: F811
+    broker = make_broker()
+    p = th.run(sim_argv(broker.port, "--devices", "2", "--duration", "1s", "--rush-hour", "3",
+                        "--rush-every", "60s", "--rush-for", "15s"), timeout_s=20)
+    assert p.returncode == 2 and not p.stdout.strip()
+
+
+def test_storm_reconnects_everyone(make_broker, tmp_path):  # noqa: F811
+    broker = make_broker()
+    col = Collector(broker.port)
+    ack_log = tmp_path / "acks.jsonl"
+    p, (summary,) = run_sim(broker.port, "--devices", "60", "--duration", "4s", "--accel", "60",
+                            "--storm-at", "2s", "--backoff-base", "300ms",
+                            "--ack-log", str(ack_log))
+    assert p.returncode == 0
+    # every device was connected at 2 s: all dropped at once, all came back
+    assert summary["storm_drops"] == 60
+    assert summary["reconnects"] >= 60
+    assert summary["acked"] == summary["generated"] and summary["unacked"] == 0
+    header, _, acked = read_ack_log(ack_log)
+    col.drain(acked)
+    check_delivery(col, header, acked)
+    col.close()
+
+
+def test_storm_after_the_run_is_refused(make_broker):  # noqa: F811
+    broker = make_broker()
+    p = th.run(sim_argv(broker.port, "--devices", "2", "--duration", "1s", "--storm-at", "2s"),
+               timeout_s=20)
+    assert p.returncode == 2 and not p.stdout.strip()
+
+
+def test_out_of_order_resends_and_shuffles(make_broker, tmp_path):  # noqa: F811
+    broker = make_broker()
+    col = Collector(broker.port)
+    ack_log = tmp_path / "acks.jsonl"
+    # tunnels build backlogs, which are backfilled in a shuffled order
+    p, (summary,) = run_sim(broker.port, "--devices", "30", "--duration", "4s", "--accel", "60",
+                            "--out-of-order", "0.3", "--tunnel-rate", "0.05",
+                            "--tunnel-min", "30s", "--tunnel-max", "60s", "--backoff-base", "20ms",
+                            "--ack-log", str(ack_log))
+    assert p.returncode == 0
+    assert summary["reordered"] > 0 and summary["late_resends"] > 0
+    assert summary["unacked"] == 0 and summary["acked"] == summary["generated"]
+    assert summary["late_resends"] <= summary["duplicates"]
+    assert summary["published"] == summary["acked"] + summary["resent"] + summary["duplicates"]
+    header, devices, acked = read_ack_log(ack_log)
+    dups = {(d["device"], s) for d in devices for s in ranges(d, "duplicated_ranges")}
+    col.drain(acked)
+    time.sleep(0.5)
+    col.drain()
+    check_delivery(col, header, acked, ordered=False)
+    shuffled = 0
+    for dev, v in col.seen.items():
+        first: list[int] = []
+        for _, seq, _ in v:
+            if seq not in first:
+                first.append(seq)
+        shuffled += first != sorted(first)
+    assert shuffled > 0, "no device's samples arrived out of order"
+    for dev, seq in dups:
+        assert seq in acked[dev]
+        assert sum(1 for _, s, _ in col.seen[dev] if s == seq) >= 2, (dev, seq)
+    col.close()
+
+
 def test_sigint_prints_summary(make_broker, tmp_path):  # noqa: F811
     broker = make_broker()
     proc = subprocess.Popen(sim_argv(broker.port, "--devices", "10", "--duration", "60s",
@@ -277,6 +467,27 @@ class FakeApi:
         self.srv.shutdown()
 
 
+def test_verify_queries_drifted_range(make_broker):  # noqa: F811
+    """With clock drift the store keys points by the drifted stamps: the verifier must ask for
+    the drifted range (a device running fast stamps its last samples past the true schedule)."""
+    broker = make_broker()
+    col = Collector(broker.port)
+    api = FakeApi(col, EV_NAMES)
+    p, (summary, verdict) = run_sim(broker.port, "--devices", "10", "--duration", "3s",
+                                    "--accel", "600", "--clock-drift", "360000", "--verify",
+                                    "--api", f"127.0.0.1:{api.port}", "--verify-timeout", "3s")
+    assert summary["max_drift_ms"] > 10000  # more than an interval
+    assert p.returncode == 0, verdict
+    assert verdict["verify"] == "ok" and verdict["stored"] == verdict["acked_points"] > 0
+    api.close()
+    col.close()
+
+
+EV_NAMES = ["soc", "speed", "current", "power", "voltage", "cell_temp", "pack_temp", "motor_temp",
+            "cabin_temp", "ambient_temp", "lat", "lon", "heading", "odometer", "tire_pressure",
+            "throttle", "charge_power", "uptime_s", "trip_count", "msg_seq"]
+
+
 @pytest.mark.parametrize("fault", [None, "dup", "lose"])
 def test_verify_with_fake_api(make_broker, tmp_path, fault):  # noqa: F811
     broker = make_broker()
@@ -324,8 +535,32 @@ def test_verify_against_tern_serve(start, tmp_path):
     th.wait_for_port(http_port)
     p, (summary, verdict) = run_sim(serve.port, "--devices", "50", "--duration", "4s",
                                     "--accel", "60", "--tunnel-rate", "0.03",
-                                    "--duplicates", "0.1", "--verify", "--api",
+                                    "--duplicates", "0.1", "--out-of-order", "0.1",
+                                    "--clock-drift", "3600", "--verify", "--api",
                                     f"127.0.0.1:{http_port}", "--verify-timeout", "20s")
     assert p.returncode == 0, (summary, verdict)
+    assert summary["late_resends"] > 0 and summary["max_drift_ms"] > 0
     assert verdict["verify"] == "ok" and verdict["lost"] == 0 and verdict["duplicated"] == 0
     assert verdict["stored"] == summary["acked_points"] > 0
+
+
+@pytest.mark.skipif(not _has_serve(), reason="`tern serve` is not built")
+def test_verify_power_loss_against_tern_serve(start, tmp_path):
+    """Acknowledged points survive the device's power loss: all stored, once."""
+    http_port = th.free_port()
+    data = tmp_path / "serve"
+    data.mkdir()
+    serve = start("tern-serve", lambda port: [
+        th.tern_bin(), "serve", "--data", str(data), "--listen", f"127.0.0.1:{port}",
+        "--http", f"127.0.0.1:{http_port}", "--allow-anonymous"])
+    th.wait_for_port(http_port)
+    p, (summary, verdict) = run_sim(serve.port, "--devices", "40", "--duration", "4s",
+                                    "--accel", "60", "--power-loss", "0.05",
+                                    "--tunnel-rate", "0.03", "--verify", "--api",
+                                    f"127.0.0.1:{http_port}", "--verify-timeout", "20s")
+    assert summary["power_losses"] > 0 and summary["lost_power"] > 0
+    assert p.returncode == 0, (summary, verdict)
+    assert verdict["verify"] == "ok" and verdict["lost"] == 0 and verdict["duplicated"] == 0
+    assert verdict["acked_points"] == summary["acked_points"] > 0
+    assert verdict["stored"] <= verdict["acked_points"] + verdict["uncertain"]
+    assert verdict["stored"] >= verdict["acked_points"]
