@@ -491,7 +491,7 @@ static bool win_find(const win *w, uint32_t off, uint32_t *pos)
 static int win_insert(tern_window_engine *e, win *w, uint32_t pos, uint32_t off, double v)
 {
     if (w->n == w->cap) {
-        uint32_t cap = w->cap ? w->cap * 2 : 4;
+        uint32_t cap = w->cap ? w->cap * 2 : 8; /* a minute at one point per 10 s fits */
         uint32_t *no = tern_realloc(w->off, cap * sizeof(*no));
         if (!no)
             return TERN_ENOMEM;
