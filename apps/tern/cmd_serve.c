@@ -140,7 +140,7 @@ int tern_cmd_serve(int argc, char **argv)
     /* the log */
     tern_log_config lcfg;
     uint32_t n_partitions = 0;
-    char log_dir[4096], tsdb_dir[4096], err[512];
+    char log_dir[4096], err[512];
     if (tern_log_config_load(cfg, &lcfg, &n_partitions, log_dir, sizeof log_dir, err, sizeof err)
         != 0) {
         fprintf(stderr, "tern serve: %s\n", err);
@@ -158,18 +158,9 @@ int tern_cmd_serve(int argc, char **argv)
     }
 
     /* the store */
-    tern_tsdb_options topt;
-    if (tern_tsdb_config_load(cfg, &topt, tsdb_dir, sizeof tsdb_dir, err, sizeof err) != 0) {
-        fprintf(stderr, "tern serve: %s\n", err);
-        status = 2;
+    if ((status = tern_role_store("serve", cfg, &db)) != 0)
         goto out;
-    }
-    topt.background = true;
-    rc = tern_tsdb_open(&topt, &db, err, sizeof err);
-    if (rc) {
-        fprintf(stderr, "tern serve: %s\n", err);
-        goto out;
-    }
+    status = 1;
 
     /* the stream between them */
     tern_stream_config scfg;
@@ -188,17 +179,9 @@ int tern_cmd_serve(int argc, char **argv)
     }
 
     /* the HTTP API and the broker, on the loop */
-    tern_http_config hc;
-    const char *http_listen = tern_api_config_load(cfg, &hc);
-    if (tern_http_server_new(loop, &hc, &srv) != 0)
+    uint16_t http_port = 0;
+    if (tern_role_http("serve", cfg, loop, db, &srv, &api, &http_port) != 0)
         goto out;
-    rc = tern_api_tsdb_new(loop, srv, db, tern_config_get_string(cfg, "tsdb.device_tag"), &api);
-    if (rc == 0)
-        rc = tern_http_listen(srv, http_listen);
-    if (rc) {
-        fprintf(stderr, "tern serve: cannot listen on %s: %s\n", http_listen, tern_strerror(rc));
-        goto out;
-    }
     rc = tern_broker_new(loop, &bcfg, &broker);
     if (rc != 0) {
         fprintf(stderr, "tern serve: cannot start the broker: %s\n", tern_strerror(rc));
@@ -210,8 +193,6 @@ int tern_cmd_serve(int argc, char **argv)
     if (tern_broker_log_sink_new(broker, loop, log, log_topic, key_level, &sink) != 0)
         goto out;
     tern_broker_set_sink(broker, tern_broker_log_sink_get(sink));
-    uint16_t http_port = 0;
-    tern_http_port(srv, &http_port);
     tern_logf(TERN_LOG_INFO, "serve", "ready (http port %u, data %s, anonymous access %s)",
         http_port, tern_config_get_string(cfg, "data.dir"),
         bcfg.allow_anonymous ? "allowed" : "refused");

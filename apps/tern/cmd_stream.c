@@ -83,7 +83,7 @@ int tern_cmd_stream(int argc, char **argv)
 
     tern_log_config lcfg;
     uint32_t n_partitions = 0;
-    char log_dir[4096], tsdb_dir[4096], err[512];
+    char log_dir[4096], err[512];
     if (tern_log_config_load(cfg, &lcfg, &n_partitions, log_dir, sizeof log_dir, err, sizeof err)
         != 0) {
         fprintf(stderr, "tern stream: %s\n", err);
@@ -102,18 +102,9 @@ int tern_cmd_stream(int argc, char **argv)
             lcfg.backend == TERN_LOG_KAFKA ? lcfg.kafka_brokers : log_dir, tern_strerror(rc));
         goto out;
     }
-    tern_tsdb_options topt;
-    if (tern_tsdb_config_load(cfg, &topt, tsdb_dir, sizeof tsdb_dir, err, sizeof err) != 0) {
-        fprintf(stderr, "tern stream: %s\n", err);
-        status = 2;
+    if ((status = tern_role_store("stream", cfg, &db)) != 0)
         goto out;
-    }
-    topt.background = true;
-    rc = tern_tsdb_open(&topt, &db, err, sizeof err);
-    if (rc) {
-        fprintf(stderr, "tern stream: %s\n", err);
-        goto out;
-    }
+    status = 1;
     rc = tern_stream_new(log, db, &scfg, &stream, err, sizeof err);
     if (rc == 0)
         rc = tern_stream_start(stream);
@@ -122,19 +113,9 @@ int tern_cmd_stream(int argc, char **argv)
         status = rc == TERN_ECONFIG ? 2 : 1;
         goto out;
     }
-    tern_http_config hc;
-    const char *http_listen = tern_api_config_load(cfg, &hc);
-    if (tern_http_server_new(loop, &hc, &srv) != 0)
-        goto out;
-    rc = tern_api_tsdb_new(loop, srv, db, tern_config_get_string(cfg, "tsdb.device_tag"), &api);
-    if (rc == 0)
-        rc = tern_http_listen(srv, http_listen);
-    if (rc) {
-        fprintf(stderr, "tern stream: cannot listen on %s: %s\n", http_listen, tern_strerror(rc));
-        goto out;
-    }
     uint16_t http_port = 0;
-    tern_http_port(srv, &http_port);
+    if (tern_role_http("stream", cfg, loop, db, &srv, &api, &http_port) != 0)
+        goto out;
     tern_logf(TERN_LOG_INFO, "stream", "ready (group %s, topic %s, http port %u, data %s)",
         scfg.group, scfg.topic, http_port, tern_config_get_string(cfg, "data.dir"));
     rc = tern_loop_run(loop);

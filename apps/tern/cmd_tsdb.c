@@ -67,47 +67,26 @@ int tern_cmd_tsdb(int argc, char **argv)
         sizeof(tsdb_flags) / sizeof(tsdb_flags[0]), schemas, usage, &cfg);
     if (st)
         return st;
-    tern_tsdb_options o;
-    char dir[4096], err[512];
-    if (tern_tsdb_config_load(cfg, &o, dir, sizeof dir, err, sizeof err) != 0) {
-        fprintf(stderr, "tern tsdb: %s\n", err);
-        status = 2;
-        goto out;
-    }
-    o.background = true;
-    /* before the store starts its threads (role.h) */
+    /* the loop before the store starts its threads (role.h) */
     if (tern_role_loop(&loop, sigs, on_signal, NULL) != 0)
         goto out;
-
-    (void)mkdir(tern_config_get_string(cfg, "data.dir"), 0755);
-    int rc = tern_tsdb_open(&o, &db, err, sizeof err);
-    if (rc) {
-        fprintf(stderr, "tern tsdb: %s\n", err);
+    if ((status = tern_role_store("tsdb", cfg, &db)) != 0)
         goto out;
-    }
-    tern_http_config hc;
-    const char *listen = tern_api_config_load(cfg, &hc);
-    if (tern_http_server_new(loop, &hc, &srv) != 0)
-        goto out;
-    rc = tern_api_tsdb_new(loop, srv, db, tern_config_get_string(cfg, "tsdb.device_tag"), &api);
-    if (rc == 0)
-        rc = tern_http_listen(srv, listen);
-    if (rc) {
-        fprintf(stderr, "tern tsdb: cannot listen on %s: %s\n", listen, tern_strerror(rc));
-        goto out;
-    }
+    status = 1;
     uint16_t port = 0;
-    tern_http_port(srv, &port);
-    tern_logf(TERN_LOG_INFO, "tsdb", "ready http=%s port=%u data=%s", listen, port, dir);
-    rc = tern_loop_run(loop);
+    if (tern_role_http("tsdb", cfg, loop, db, &srv, &api, &port) != 0)
+        goto out;
+    tern_logf(TERN_LOG_INFO, "tsdb", "ready http=%s port=%u data=%s",
+        tern_config_get_string(cfg, "http.listen"), port, tern_config_get_string(cfg, "data.dir"));
+    int rc = tern_loop_run(loop);
     status = rc == 0 ? 0 : 1;
 out:
     /* The store first: closing the WAL answers every pending durability callback, whose
      * answers the loop then runs before the server goes. */
     if (db) {
-        rc = tern_tsdb_close(db, true);
-        if (rc)
-            fprintf(stderr, "tern tsdb: closing the store: %s\n", tern_strerror(rc));
+        int crc = tern_tsdb_close(db, true);
+        if (crc)
+            fprintf(stderr, "tern tsdb: closing the store: %s\n", tern_strerror(crc));
     }
     if (loop)
         (void)tern_loop_run_once(loop, 0);

@@ -5,10 +5,13 @@
 
 #include "base/alloc.h"
 #include "base/error.h"
+#include "api/api_config.h"
 #include "base/log.h"
+#include "tsdb/tsdb_config.h"
 
 #include <signal.h>
 #include <string.h>
+#include <sys/stat.h>
 
 int tern_role_config(const char *name, int argc, char **argv, const tern_role_flag *flags,
     size_t n_flags, const tern_config_schema *const *schemas, void (*usage)(FILE *),
@@ -87,5 +90,41 @@ int tern_role_loop(tern_loop **out, tern_loop_signal sigs[2],
     }
     signal(SIGPIPE, SIG_IGN);
     *out = loop;
+    return 0;
+}
+
+int tern_role_store(const char *name, const tern_config *cfg, tern_tsdb **out)
+{
+    tern_tsdb_options o;
+    char dir[4096], err[512];
+    if (tern_tsdb_config_load(cfg, &o, dir, sizeof dir, err, sizeof err) != 0) {
+        fprintf(stderr, "tern %s: %s\n", name, err);
+        return 2;
+    }
+    o.background = true;
+    (void)mkdir(tern_config_get_string(cfg, "data.dir"), 0755);
+    if (tern_tsdb_open(&o, out, err, sizeof err) != 0) {
+        fprintf(stderr, "tern %s: %s\n", name, err);
+        return 1;
+    }
+    return 0;
+}
+
+int tern_role_http(const char *name, const tern_config *cfg, tern_loop *loop, tern_tsdb *db,
+    tern_http_server **srv, tern_api_tsdb **api, uint16_t *port)
+{
+    tern_http_config hc;
+    const char *listen = tern_api_config_load(cfg, &hc);
+    int rc = tern_http_server_new(loop, &hc, srv);
+    if (rc == 0)
+        rc = tern_api_tsdb_new(loop, *srv, db, tern_config_get_string(cfg, "tsdb.device_tag"), api);
+    if (rc == 0)
+        rc = tern_http_listen(*srv, listen);
+    if (rc) {
+        fprintf(stderr, "tern %s: cannot serve HTTP on %s: %s\n", name, listen, tern_strerror(rc));
+        return 1;
+    }
+    *port = 0;
+    tern_http_port(*srv, port);
     return 0;
 }

@@ -5,8 +5,13 @@
 #ifndef TERN_APPS_ROLE_H
 #define TERN_APPS_ROLE_H
 
+#include "api/api_tsdb.h"
+#include "api/http.h"
 #include "base/config.h"
 #include "loop/loop.h"
+#include "tsdb/tsdb.h"
+
+#include <stdint.h>
 
 #include <stddef.h>
 #include <stdio.h>
@@ -35,5 +40,21 @@ int tern_role_config(const char *name, int argc, char **argv, const tern_role_fl
  */
 int tern_role_loop(tern_loop **out, tern_loop_signal sigs[2],
     void (*on_signal)(tern_loop_signal *sig, int signum), void *data);
+
+/*
+ * tern_role_store opens the time-series store the [tsdb] keys describe (under DATA/tsdb by
+ * default), with background maintenance. Call after tern_role_loop (it starts threads).
+ * Returns 0 with *out, or the exit status (2: a config error; 1: the store did not open), the
+ * reason printed as "tern NAME: ...".
+ */
+int tern_role_store(const char *name, const tern_config *cfg, tern_tsdb **out);
+
+/*
+ * tern_role_http serves db's HTTP API (api_tsdb.h) on loop at http.listen and sets *port to the
+ * port it got. Returns 0, or 1 with the reason printed; what was created is in *srv and *api
+ * either way (free them after the loop stopped and the store closed).
+ */
+int tern_role_http(const char *name, const tern_config *cfg, tern_loop *loop, tern_tsdb *db,
+    tern_http_server **srv, tern_api_tsdb **api, uint16_t *port);
 
 #endif

@@ -417,7 +417,7 @@ int tsdb_blockset_retention(tern_tsdb *db, tsdb_blockset *set, int64_t cutoff, b
 int tsdb_rollup_schedule(tern_tsdb *db, int64_t lo, int64_t hi, uint64_t src_seq)
 {
     for (size_t i = 0; i < db->n_rollups; i++) {
-        struct tsdb_rollup_todo *t = &db->rollups[i];
+        struct tsdb_rollup_job *t = &db->rollups[i];
         if (t->lo == lo && t->hi == hi) {
             if (src_seq > t->src_seq)
                 t->src_seq = src_seq;
@@ -426,7 +426,7 @@ int tsdb_rollup_schedule(tern_tsdb *db, int64_t lo, int64_t hi, uint64_t src_seq
     }
     if (db->n_rollups == db->cap_rollups) {
         size_t cap = db->cap_rollups ? db->cap_rollups * 2 : 8;
-        struct tsdb_rollup_todo *p = tern_realloc(db->rollups, cap * sizeof(*p));
+        struct tsdb_rollup_job *p = tern_realloc(db->rollups, cap * sizeof(*p));
         if (!p)
             return TERN_ENOMEM;
         db->rollups = p;
@@ -475,7 +475,7 @@ int tsdb_rollup_run(tern_tsdb *db)
             pthread_mutex_unlock(&db->mu);
             return rc;
         }
-        struct tsdb_rollup_todo t = db->rollups[0];
+        struct tsdb_rollup_job t = db->rollups[0];
         pthread_mutex_unlock(&db->mu);
         rc = tsdb_rollup(db, t.lo, t.hi, t.src_seq);
         if (rc) {

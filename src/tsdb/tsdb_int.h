@@ -153,7 +153,7 @@ struct tern_tsdb {
     tsdb_blockset hot, warm;
     uint64_t next_block_seq;
     /* ranges cut into raw blocks whose windows are not computed yet (maintenance does it) */
-    struct tsdb_rollup_todo {
+    struct tsdb_rollup_job {
         int64_t lo, hi;
         uint64_t src_seq;
     } * rollups;
