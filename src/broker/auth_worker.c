@@ -54,6 +54,7 @@ static void job_free(auth_job *j)
 static void *worker_main(void *arg)
 {
     broker_auth_worker *w = arg;
+    pthread_setname_np(pthread_self(), "tern-auth"); /* top -H, bench CPU per stage */
     pthread_mutex_lock(&w->lock);
     for (;;) {
         while (!w->queue_head && !w->stop)

@@ -707,6 +707,7 @@ static void io_cycle(emb_log *L)
 static void *io_main(void *arg)
 {
     emb_log *L = arg;
+    pthread_setname_np(pthread_self(), "tern-log-io"); /* top -H, bench CPU per stage */
     uint64_t last_cycle = mono_ms();
     pthread_mutex_lock(&L->mu);
     for (;;) {

@@ -490,6 +490,7 @@ static void k_handle_dr(kafka_log *kl, rd_kafka_event_t *ev)
 static void *k_io_thread(void *arg)
 {
     kafka_log *kl = arg;
+    pthread_setname_np(pthread_self(), "tern-kafka-io"); /* top -H, bench CPU per stage */
     while (!atomic_load(&kl->stop)) {
         rd_kafka_event_t *ev = rd_kafka_queue_poll(kl->mainq, 100);
         if (!ev)

@@ -404,6 +404,7 @@ static void publish_metrics(tern_stream *s)
 static void *stream_main(void *arg)
 {
     tern_stream *s = arg;
+    pthread_setname_np(pthread_self(), "tern-stream"); /* top -H, bench CPU per stage */
     for (;;) {
         pthread_mutex_lock(&s->mu);
         bool stop = s->stop;

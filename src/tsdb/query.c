@@ -745,6 +745,7 @@ typedef struct scan_part {
 static void *scan_thread(void *arg)
 {
     scan_part *p = arg;
+    pthread_setname_np(pthread_self(), "tern-tsdb-scan"); /* top -H, bench CPU per stage */
     dev_pts d;
     memset(&d, 0, sizeof(d));
     p->rc = scan_devices(p->c.db, &p->c, p->ids, p->n_ids, &d);

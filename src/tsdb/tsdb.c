@@ -925,6 +925,7 @@ void tern_tsdb_get_stats(tern_tsdb *db, tern_tsdb_stats *out)
 static void *bg_main(void *arg)
 {
     tern_tsdb *db = arg;
+    pthread_setname_np(pthread_self(), "tern-tsdb-maint"); /* top -H, bench CPU per stage */
     pthread_mutex_lock(&db->bg_mu);
     while (!db->bg_stop) {
         struct timespec ts;

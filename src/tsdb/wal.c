@@ -223,6 +223,7 @@ static bool notes_pending(const tern_wal *w)
 static void *sync_main(void *p)
 {
     tern_wal *w = p;
+    pthread_setname_np(pthread_self(), "tern-tsdb-wal"); /* top -H, bench CPU per stage */
     pthread_mutex_lock(&w->mu);
     for (;;) {
         fire_notes(w);
