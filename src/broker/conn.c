@@ -35,6 +35,9 @@ static void conn_free_task(tern_loop_task *task)
 
 void broker_conn_release(broker_conn *c)
 {
+    /* A completion can release c in the loop pass that closed it, with its free task still
+     * queued: the task must not run on freed memory. */
+    tern_loop_cancel(&c->free_task);
     /* Off the broker's list of closed connections. */
     tern_broker *b = c->broker;
     if (c->prev)

@@ -17,6 +17,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #define MAX_RECORDS 16
 
@@ -186,6 +187,40 @@ static void test_client_gone_before_done(void **state)
     tern_loop_run_once(f->loop, 0);
 }
 
+typedef struct done_post {
+    tern_broker *broker;
+    void *token;
+} done_post;
+
+static void post_done(tern_loop *loop, void *arg)
+{
+    (void)loop;
+    done_post *d = arg;
+    tern_broker_ingest_done(d->broker, d->token, 0);
+}
+
+/*
+ * The completion lands in the same loop pass that notices the client is gone: the connection is
+ * closed (its free task queued) and then released by the completion before the tasks run. The
+ * queued task must not run on the freed connection (ASan watches; a real pipeline run found it).
+ */
+static void test_done_in_the_pass_that_closes(void **state)
+{
+    fixture *f = *state;
+    test_client c;
+    assert_int_equal(test_client_open(&c, f->loop, f->port, TERN_MQTT_V5), 0);
+    assert_int_equal(test_client_connect(&c, "d6", true), 0);
+    assert_int_equal(test_client_publish(&c, "fleet/d6/telemetry", "{}", 1, 13), 0);
+    run_until_submitted(f, 1);
+    test_client_close(&c);
+    struct timespec ts = { 0, 20 * 1000 * 1000 };
+    nanosleep(&ts, NULL); /* the EOF is ready before the post's wake-up: epoll reports it first */
+    done_post d = { f->broker, f->sink_state.tokens[0] };
+    assert_int_equal(tern_loop_post(f->loop, post_done, &d), 0);
+    for (int i = 0; i < 5; i++)
+        tern_loop_run_once(f->loop, 5);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -195,6 +230,7 @@ int main(void)
             test_v311_refusal_closes_and_nothing_is_acked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sink_refusing_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_gone_before_done, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_done_in_the_pass_that_closes, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
