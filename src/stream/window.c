@@ -129,16 +129,24 @@ typedef struct win_agg {
     size_t sk_bytes; /* counted in state_bytes */
 } win_agg;
 
+/* Points a window holds without a heap array: a minute at one point per 10 s. */
+#define WIN_INLINE 8u
+
 typedef struct win {
     series *s;
     int64_t start;
-    uint32_t *off; /* event time - start, ascending (the dedup keys) */
-    double *val;
+    uint32_t *off; /* event time - start, ascending (the dedup keys): off_in or the heap */
+    double *val;   /* the values, in the same order: val_in or the heap */
     uint32_t n, cap;
     win_agg *agg; /* NULL until a fold */
     bool emitted; /* on_window succeeded at least once */
     bool dirty;   /* changed since a failed correction emission */
+    uint32_t off_in[WIN_INLINE];
+    double val_in[WIN_INLINE];
 } win;
+
+/* Windows kept for reuse when freed (one allocation fewer per window), at most this many. */
+#define WIN_POOL_MAX 4096u
 
 struct series {
     series *next;
@@ -185,6 +193,8 @@ struct tern_window_engine {
     size_t bytes;
     tern_sketch scratch;
     size_t scratch_bytes;
+    win *pool; /* freed windows for reuse, linked through their s field */
+    size_t n_pool;
     tern_window_stats st; /* counters */
 };
 
@@ -254,9 +264,27 @@ int tern_window_engine_new(
     return 0;
 }
 
+/* The heap bytes of w's point arrays (none while they are inline). */
+static size_t win_heap_bytes(const win *w)
+{
+    return w->off == w->off_in ? 0 : (size_t)w->cap * (sizeof(*w->off) + sizeof(*w->val));
+}
+
+static void win_arrays_free(win *w)
+{
+    if (w->off != w->off_in) {
+        tern_free(w->off);
+        tern_free(w->val);
+    }
+    w->off = w->off_in;
+    w->val = w->val_in;
+    w->cap = WIN_INLINE;
+    w->n = 0;
+}
+
 static void win_free(tern_window_engine *e, win *w)
 {
-    e->bytes -= sizeof(*w) + (size_t)w->cap * (sizeof(*w->off) + sizeof(*w->val));
+    e->bytes -= win_heap_bytes(w);
     e->n_points_held -= w->n;
     if (w->agg) {
         e->bytes -= sizeof(*w->agg) + w->agg->sk_bytes;
@@ -267,8 +295,14 @@ static void win_free(tern_window_engine *e, win *w)
         e->n_closed--;
     else
         e->n_open--;
-    tern_free(w->off);
-    tern_free(w->val);
+    win_arrays_free(w);
+    if (e->n_pool < WIN_POOL_MAX) {
+        w->s = (series *)(void *)e->pool; /* the pool's link; the bytes stay counted */
+        e->pool = w;
+        e->n_pool++;
+        return;
+    }
+    e->bytes -= sizeof(*w);
     tern_free(w);
 }
 
@@ -292,6 +326,11 @@ void tern_window_engine_free(tern_window_engine *e)
             tern_free(s->w);
             tern_free(s);
         }
+    }
+    while (e->pool) {
+        win *w = e->pool;
+        e->pool = (win *)(void *)w->s;
+        tern_free(w);
     }
     tern_free(e->slots);
     tern_free(e->buckets);
@@ -372,9 +411,15 @@ static void series_remove(tern_window_engine *e, series *s)
 
 static win *series_window(const series *s, int64_t start)
 {
-    for (uint32_t i = 0; i < s->n_w; i++)
-        if (s->w[i]->start == start)
+    /* newest first: points mostly arrive in order, so the window is usually the last one,
+     * whatever the lateness allows to stay open behind it */
+    for (uint32_t i = s->n_w; i-- > 0;) {
+        int64_t ws = s->w[i]->start;
+        if (ws == start)
             return s->w[i];
+        if (ws < start)
+            return NULL;
+    }
     return NULL;
 }
 
@@ -452,9 +497,20 @@ static win *win_new(tern_window_engine *e, series *s, int64_t start)
         s->w = nw;
         s->cap_w = cap;
     }
-    win *w = tern_calloc(1, sizeof(*w));
-    if (!w)
-        return NULL;
+    win *w = e->pool;
+    if (w) {
+        e->pool = (win *)(void *)w->s;
+        e->n_pool--;
+    } else {
+        w = tern_malloc(sizeof(*w));
+        if (!w)
+            return NULL;
+        e->bytes += sizeof(*w);
+    }
+    memset(w, 0, offsetof(win, off_in));
+    w->off = w->off_in;
+    w->val = w->val_in;
+    w->cap = WIN_INLINE;
     w->s = s;
     w->start = start;
     uint32_t i = s->n_w;
@@ -464,7 +520,6 @@ static win *win_new(tern_window_engine *e, series *s, int64_t start)
     s->w[i] = w;
     s->n_w++;
     sl->w[sl->n++] = w;
-    e->bytes += sizeof(*w);
     e->n_open++;
     return w;
 }
@@ -491,17 +546,21 @@ static bool win_find(const win *w, uint32_t off, uint32_t *pos)
 static int win_insert(tern_window_engine *e, win *w, uint32_t pos, uint32_t off, double v)
 {
     if (w->n == w->cap) {
-        uint32_t cap = w->cap ? w->cap * 2 : 8; /* a minute at one point per 10 s fits */
-        uint32_t *no = tern_realloc(w->off, cap * sizeof(*no));
-        if (!no)
+        uint32_t cap = w->cap * 2;
+        uint32_t *no = tern_malloc(cap * sizeof(*no));
+        double *nv = no ? tern_malloc(cap * sizeof(*nv)) : NULL;
+        if (!nv) {
+            tern_free(no);
             return TERN_ENOMEM;
+        }
+        memcpy(no, w->off, w->n * sizeof(*no));
+        memcpy(nv, w->val, w->n * sizeof(*nv));
+        e->bytes += cap * (sizeof(*no) + sizeof(*nv)) - win_heap_bytes(w);
+        win_arrays_free(w); /* n back to 0: set again below */
         w->off = no;
-        double *nv = tern_realloc(w->val, cap * sizeof(*nv));
-        if (!nv)
-            return TERN_ENOMEM; /* off grew alone: harmless, cap stays */
         w->val = nv;
-        e->bytes += (size_t)(cap - w->cap) * (sizeof(*no) + sizeof(*nv));
         w->cap = cap;
+        w->n = cap / 2;
     }
     memmove(&w->off[pos + 1], &w->off[pos], (w->n - pos) * sizeof(*w->off));
     memmove(&w->val[pos + 1], &w->val[pos], (w->n - pos) * sizeof(*w->val));
@@ -729,14 +788,10 @@ static int win_fold(tern_window_engine *e, win *w)
     e->bytes -= a->sk_bytes;
     a->sk_bytes = sketch_bytes(&a->sk);
     e->bytes += a->sk_bytes;
-    e->bytes -= (size_t)w->cap * (sizeof(*w->off) + sizeof(*w->val));
+    e->bytes -= win_heap_bytes(w);
     e->st.n_dedup_evictions += w->n;
     e->n_points_held -= w->n;
-    tern_free(w->off);
-    tern_free(w->val);
-    w->off = NULL;
-    w->val = NULL;
-    w->n = w->cap = 0;
+    win_arrays_free(w);
     return 0;
 }
 
