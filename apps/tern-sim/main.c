@@ -2,7 +2,7 @@
  * main.c: `tern-sim`, the fleet simulator's command line (docs/sim.md). It parses options,
  * runs src/sim, and prints one summary JSON line on stdout (and, with --verify, a verdict JSON
  * line). Exit status: 0 success (and verification held), 1 verification failed, 2 usage or
- * setup error.
+ * setup error, 3 a worker process died (the summary covers the others).
  */
 #include "base/buf.h"
 #include "base/error.h"
@@ -44,6 +44,8 @@ static void usage(FILE *f)
         "  --ack-log FILE                  write acknowledged seq ranges (JSON lines)\n"
         "  --verify --api HOST:PORT        check the store holds every acked point once\n"
         "  --verify-timeout D              re-check missing points this long (default 30s)\n"
+        "  --processes P                   worker processes (default: as the open-file limit "
+        "needs)\n"
         "  --quiet                         no progress line\n"
         "D is a duration: 500ms, 30s, 5m, 6h, 1d (a bare number is seconds).\n",
         f);
@@ -174,6 +176,7 @@ enum {
     OPT_VERIFY,
     OPT_VERIFY_TIMEOUT,
     OPT_QUIET,
+    OPT_PROCESSES,
     OPT_HELP,
 };
 
@@ -215,6 +218,7 @@ int main(int argc, char **argv)
         { "verify", no_argument, NULL, OPT_VERIFY },
         { "verify-timeout", required_argument, NULL, OPT_VERIFY_TIMEOUT },
         { "quiet", no_argument, NULL, OPT_QUIET },
+        { "processes", required_argument, NULL, OPT_PROCESSES },
         { "help", no_argument, NULL, OPT_HELP },
         { NULL, 0, NULL, 0 },
     };
@@ -343,6 +347,9 @@ int main(int argc, char **argv)
         case OPT_QUIET:
             o.quiet = true;
             break;
+        case OPT_PROCESSES:
+            ok = parse_u32(optarg, &o.processes) && o.processes > 0;
+            break;
         case OPT_HELP:
         case 'h':
             usage(stdout);
@@ -371,6 +378,18 @@ int main(int argc, char **argv)
         fputs("tern-sim: --tunnel-max is below --tunnel-min\n", stderr);
         return 2;
     }
+    uint64_t fd_limit = tern_sim_fd_limit_raise();
+    uint32_t n_procs = 0;
+    if (tern_sim_processes_plan(o.n_devices, o.processes, fd_limit, &n_procs) != 0) {
+        fprintf(stderr,
+            "tern-sim: --processes %u cannot run %u devices: each process holds at most %llu "
+            "connections (open-file limit %llu, %d kept for itself) and at least one device\n",
+            o.processes, o.n_devices,
+            (unsigned long long)(fd_limit > TERN_SIM_FD_RESERVE ? fd_limit - TERN_SIM_FD_RESERVE
+                                                                : 0),
+            (unsigned long long)fd_limit, TERN_SIM_FD_RESERVE);
+        return 2;
+    }
     tern_sim_summary sum;
     int rc = tern_sim_run(&o, &sum);
     if (rc != 0) {
@@ -386,6 +405,12 @@ int main(int argc, char **argv)
         if (tern_sim_verdict_json(&line, &sum) == 0)
             printf("%.*s\n", (int)line.len, (const char *)line.data);
         status = sum.verify_ok ? 0 : 1;
+    }
+    if (sum.failed_processes > 0) {
+        fprintf(stderr,
+            "tern-sim: %u of %u worker processes died; the summary lacks their devices\n",
+            sum.failed_processes, sum.processes);
+        status = 3;
     }
     fflush(stdout);
     tern_buf_free(&line);

@@ -81,7 +81,7 @@ typedef struct device {
     char topic[112];
     tern_sim_device *model;
     uint64_t generated; /* seqs 1..generated exist */
-    pending *q;         /* ring of q_cap */
+    pending *q;         /* ring of q_cap (allocated), grown on demand up to sim's q_max */
     uint32_t q_head, q_len, q_cap;
     slot *win;
     uint32_t n_inflight;
@@ -95,6 +95,10 @@ typedef struct device {
 
 typedef struct sim {
     tern_sim_options o;
+    uint32_t dev_first; /* devs[i] is device dev_first + i (1-based, of o.n_devices) */
+    uint32_t n_local;   /* devices this process simulates */
+    int report_fd;      /* a worker's pipe to its parent (sim_procs.c), -1 if none */
+    uint32_t q_max;     /* a device's FIFO holds at most buffer + window + 1 samples */
     tern_loop *loop;
     tern_profile *profile;
     tern_sim_schedule sched;
@@ -139,8 +143,39 @@ static uint64_t rel_ms(const sim *s)
     return tern_loop_now_ms(s->loop) - s->start_ms;
 }
 
+static void set_fatal(sim *s, int rc);
+
+/* Makes room for one more sample in d's FIFO (its callers keep it near q_max at most): rings
+ * start small and double, so a device that never buffers much costs little memory. */
+static bool q_reserve(device *d)
+{
+    if (d->q_len < d->q_cap)
+        return true;
+    uint32_t cap = d->q_cap < 4 ? 4 : d->q_cap * 2;
+    if (cap > d->s->q_max && d->q_cap < d->s->q_max)
+        cap = d->s->q_max; /* (beyond q_max it still grows rather than overwrite) */
+    pending *q = tern_calloc(cap, sizeof *q);
+    if (!q) {
+        set_fatal(d->s, TERN_ENOMEM);
+        return false;
+    }
+    for (uint32_t i = 0; i < d->q_len; i++)
+        q[i] = d->q[(d->q_head + i) % d->q_cap];
+    tern_free(d->q);
+    d->q = q;
+    d->q_cap = cap;
+    d->q_head = 0;
+    return true;
+}
+
+/* q_push_back and q_push_front take p.data; if the FIFO cannot grow they free it (the run is
+ * failing with TERN_ENOMEM). */
 static void q_push_back(device *d, pending p)
 {
+    if (!q_reserve(d)) {
+        tern_free(p.data);
+        return;
+    }
     d->q[(d->q_head + d->q_len) % d->q_cap] = p;
     d->q_len++;
     d->s->backlog++;
@@ -148,6 +183,10 @@ static void q_push_back(device *d, pending p)
 
 static void q_push_front(device *d, pending p)
 {
+    if (!q_reserve(d)) {
+        tern_free(p.data);
+        return;
+    }
     d->q_head = (d->q_head + d->q_cap - 1) % d->q_cap;
     d->q[d->q_head] = p;
     d->q_len++;
@@ -330,16 +369,16 @@ static void device_on_puback(device *d, const tern_mqtt_ack *ack)
         bool keep = false;
         if (ack->reason < 0x80 && !w->dup) {
             bool added = false;
-            if (tern_sim_seqset_add(&s->acct[d->idx - 1].acked, w->seq, &added) != 0) {
+            if (tern_sim_seqset_add(&s->acct[d->idx - s->dev_first].acked, w->seq, &added) != 0) {
                 set_fatal(s, TERN_ENOMEM);
             } else if (added) {
                 s->sum.acked++;
                 if (s->o.duplicates > 0 && !s->draining
-                    && tern_sim_rng_unit(&s->rng) < s->o.duplicates && d->q_len < d->q_cap) {
+                    && tern_sim_rng_unit(&s->rng) < s->o.duplicates && d->q_len < s->q_max) {
                     q_push_front(d, (pending) { w->seq, w->data, w->len, true });
                     keep = true;
                 } else if (s->o.out_of_order > 0 && !s->draining
-                    && tern_sim_rng_unit(&s->rng) < s->o.out_of_order && d->q_len < d->q_cap) {
+                    && tern_sim_rng_unit(&s->rng) < s->o.out_of_order && d->q_len < s->q_max) {
                     /* a late duplicate: behind everything buffered now */
                     q_push_back(d, (pending) { w->seq, w->data, w->len, true });
                     s->sum.late_resends++;
@@ -348,7 +387,7 @@ static void device_on_puback(device *d, const tern_mqtt_ack *ack)
             }
         } else if (ack->reason >= 0x80 && !w->dup) {
             /* refused by the broker: it is not stored; send it again later */
-            if (d->q_len < d->q_cap) {
+            if (d->q_len < s->q_max) {
                 q_push_front(d, (pending) { w->seq, w->data, w->len, false });
                 keep = true;
             }
@@ -536,7 +575,7 @@ static void conn_timer_cb(tern_loop_timer *t)
 static void device_lose(device *d, uint64_t seq)
 {
     sim *s = d->s;
-    tern_sim_dev_acct *a = &s->acct[d->idx - 1];
+    tern_sim_dev_acct *a = &s->acct[d->idx - s->dev_first];
     bool counted = false;
     if (tern_sim_power_lose(&a->lost, &a->acked, seq, &counted) != 0)
         set_fatal(s, TERN_ENOMEM);
@@ -678,7 +717,7 @@ static void device_try_send(device *d)
         d->tokens -= 1;
         s->sum.published++;
         sent_any = true;
-        tern_sim_dev_acct *a = &s->acct[d->idx - 1];
+        tern_sim_dev_acct *a = &s->acct[d->idx - s->dev_first];
         if (p.dup) {
             s->sum.duplicates++;
             if (tern_sim_seqset_add(&a->duplicated, p.seq, NULL) != 0)
@@ -758,40 +797,57 @@ static void tick_cb(tern_loop_timer *t)
 
 /* ---- progress, phases -------------------------------------------------------------------- */
 
-static void progress(sim *s, bool final)
+void tern_sim_progress_write(int fd, bool tty, bool final, const tern_sim_progress *p,
+    uint64_t msgs_per_s, const tern_histogram *lat)
 {
-    if (s->o.quiet)
-        return;
-    uint64_t inflight = 0;
-    for (uint32_t i = 0; i < s->o.n_devices; i++)
-        inflight += s->devs[i].n_inflight;
-    double p50 = (double)tern_histogram_percentile(&s->lat_sec, 0.5) / 1e6;
-    double p99 = (double)tern_histogram_percentile(&s->lat_sec, 0.99) / 1e6;
+    double p50 = (double)tern_histogram_percentile(lat, 0.5) / 1e6;
+    double p99 = (double)tern_histogram_percentile(lat, 0.99) / 1e6;
+    static const char *const phases[] = { "run  ", "drain", "done " };
     char line[512];
     int n = snprintf(line, sizeof line,
         "tern-sim %6.1fs %s connected %u/%u  msgs/s %" PRIu64 "  published %" PRIu64
         "  acked %" PRIu64 "  backlog %" PRIu64 "  inflight %" PRIu64 "  ack p50 %.2fms p99 %.2fms"
         "  reconnects %" PRIu64,
-        (double)rel_ms(s) / 1000.0,
-        s->generating     ? "run  "
-            : s->draining ? "drain"
-                          : "done ",
-        s->n_ready, s->o.n_devices, s->sum.published - s->last_published, s->sum.published,
-        s->sum.acked, s->backlog, inflight, p50, p99, s->sum.reconnects);
+        (double)p->rel_ms / 1000.0, phases[p->phase <= TERN_SIM_PHASE_DONE ? p->phase : 0],
+        p->connected, p->n_devices, msgs_per_s, p->published, p->acked, p->backlog, p->inflight,
+        p50, p99, p->reconnects);
     if (n < 0)
         return;
     char buf[600];
-    int m = s->tty ? snprintf(buf, sizeof buf, "\r%s\x1b[K%s", line, final ? "\n" : "")
-                   : snprintf(buf, sizeof buf, "%s\n", line);
+    int m = tty ? snprintf(buf, sizeof buf, "\r%s\x1b[K%s", line, final ? "\n" : "")
+                : snprintf(buf, sizeof buf, "%s\n", line);
     if (m > 0)
-        (void)!write(s->o.progress_fd, buf, (size_t)m < sizeof buf ? (size_t)m : sizeof buf - 1);
+        (void)!write(fd, buf, (size_t)m < sizeof buf ? (size_t)m : sizeof buf - 1);
+}
+
+static void progress(sim *s, bool final)
+{
+    if (s->o.quiet)
+        return;
+    tern_sim_progress p = { rel_ms(s), s->n_ready, s->n_local,
+        s->generating     ? TERN_SIM_PHASE_RUN
+            : s->draining ? TERN_SIM_PHASE_DRAIN
+                          : TERN_SIM_PHASE_DONE,
+        s->sum.published, s->sum.acked, s->backlog, 0, s->sum.reconnects };
+    for (uint32_t i = 0; i < s->n_local; i++)
+        p.inflight += s->devs[i].n_inflight;
+    if (s->report_fd >= 0) {
+        /* a worker: its parent prints one line for the whole fleet */
+        if (tern_sim_report_send(s->report_fd, TERN_SIM_REPORT_PROGRESS, &p, sizeof p, &s->lat_sec,
+                sizeof s->lat_sec)
+            != 0)
+            set_fatal(s, TERN_EIO);
+    } else {
+        tern_sim_progress_write(
+            s->o.progress_fd, s->tty, final, &p, s->sum.published - s->last_published, &s->lat_sec);
+    }
     s->last_published = s->sum.published;
     tern_histogram_reset(&s->lat_sec);
 }
 
 static bool all_drained(const sim *s)
 {
-    for (uint32_t i = 0; i < s->o.n_devices; i++)
+    for (uint32_t i = 0; i < s->n_local; i++)
         if (s->devs[i].q_len > 0 || s->devs[i].n_inflight > 0)
             return false;
     return true;
@@ -802,7 +858,7 @@ static bool all_drained(const sim *s)
 static void storm(sim *s)
 {
     s->stormed = true;
-    for (uint32_t i = 0; i < s->o.n_devices; i++) {
+    for (uint32_t i = 0; i < s->n_local; i++) {
         device *d = &s->devs[i];
         if (d->state != DS_READY && !in_handshake(d->state))
             continue;
@@ -822,12 +878,12 @@ static void housekeeping_cb(tern_loop_timer *t)
         storm(s);
     if (s->generating && now_rel >= s->o.duration_ms) {
         /* generate the very last samples, then drain: end tunnels, no new misbehaviour */
-        for (uint32_t i = 0; i < s->o.n_devices; i++)
+        for (uint32_t i = 0; i < s->n_local; i++)
             device_generate(&s->devs[i], s->o.duration_ms);
         s->generating = false;
         s->draining = true;
         s->drain_start_ms = now_rel;
-        for (uint32_t i = 0; i < s->o.n_devices; i++) {
+        for (uint32_t i = 0; i < s->n_local; i++) {
             device *d = &s->devs[i];
             if (d->state == DS_TUNNEL || d->state == DS_POWEROFF) {
                 tern_loop_timer_stop(&d->conn);
@@ -905,7 +961,7 @@ static int check_options(const tern_sim_options *o)
 static void sim_free(sim *s)
 {
     if (s->devs) {
-        for (uint32_t i = 0; i < s->o.n_devices; i++) {
+        for (uint32_t i = 0; i < s->n_local; i++) {
             device *d = &s->devs[i];
             if (s->loop) {
                 tern_loop_timer_stop(&d->tick);
@@ -925,7 +981,7 @@ static void sim_free(sim *s)
         tern_free(s->devs);
     }
     if (s->acct) {
-        for (uint32_t i = 0; i < s->o.n_devices; i++)
+        for (uint32_t i = 0; i < s->n_local; i++)
             tern_sim_acct_free(&s->acct[i]);
         tern_free(s->acct);
     }
@@ -968,14 +1024,19 @@ static int sim_setup(sim *s)
     s->rng = o->seed * UINT64_C(0x9E3779B97F4A7C15) + 0x1234567;
     if (s->rng == 0)
         s->rng = 1;
-    s->devs = tern_calloc(o->n_devices, sizeof *s->devs);
-    s->acct = tern_calloc(o->n_devices, sizeof *s->acct);
+    if (s->dev_first > 1)
+        s->rng ^= (uint64_t)s->dev_first * UINT64_C(0xBF58476D1CE4E5B9); /* a worker's own stream */
+    if (s->rng == 0)
+        s->rng = 1;
+    s->q_max = o->buffer + o->window + 1;
+    s->devs = tern_calloc(s->n_local, sizeof *s->devs);
+    s->acct = tern_calloc(s->n_local, sizeof *s->acct);
     if (!s->devs || !s->acct)
         return TERN_ENOMEM;
-    for (uint32_t i = 0; i < o->n_devices; i++) {
+    for (uint32_t i = 0; i < s->n_local; i++) {
         device *d = &s->devs[i];
         d->s = s;
-        d->idx = i + 1;
+        d->idx = s->dev_first + i;
         d->io.fd = -1;
         snprintf(d->id, sizeof d->id, "%s%06u", o->client_prefix, d->idx);
         tern_buf_init(&d->in);
@@ -986,10 +1047,8 @@ static int sim_setup(sim *s)
             return rc != 0 ? rc : TERN_EINVAL;
         memcpy(d->topic, s->scratch.data, s->scratch.len);
         d->topic[s->scratch.len] = '\0';
-        d->q_cap = o->buffer + o->window + 1;
-        d->q = tern_calloc(d->q_cap, sizeof *d->q);
         d->win = tern_calloc(o->window, sizeof *d->win);
-        if (!d->q || !d->win)
+        if (!d->win)
             return TERN_ENOMEM;
         rc = tern_profile_device_init(s->profile, d->idx, &d->model);
         if (rc != 0)
@@ -1015,7 +1074,7 @@ static int sim_setup(sim *s)
 /* Sends DISCONNECT on every live connection (best effort) and closes everything. */
 static void sim_disconnect_all(sim *s)
 {
-    for (uint32_t i = 0; i < s->o.n_devices; i++) {
+    for (uint32_t i = 0; i < s->n_local; i++) {
         device *d = &s->devs[i];
         tern_loop_timer_stop(&d->tick);
         tern_loop_timer_stop(&d->conn);
@@ -1033,15 +1092,21 @@ static void sim_disconnect_all(sim *s)
     }
 }
 
-int tern_sim_run(const tern_sim_options *o, tern_sim_summary *out)
+int tern_sim_run_slice(const tern_sim_options *o, uint32_t dev_first, uint32_t n_local,
+    int report_fd, tern_sim_summary *out, tern_histogram *lat_out)
 {
     int rc = check_options(o);
     if (rc != 0)
         return rc;
+    if (dev_first == 0 || n_local == 0 || dev_first - 1 > o->n_devices - n_local)
+        return TERN_EINVAL;
     sim *s = tern_calloc(1, sizeof *s);
     if (!s)
         return TERN_ENOMEM;
     s->o = *o;
+    s->dev_first = dev_first;
+    s->n_local = n_local;
+    s->report_fd = report_fd;
     tern_buf_init(&s->scratch);
     rc = sim_setup(s);
     if (rc != 0)
@@ -1053,7 +1118,7 @@ int tern_sim_run(const tern_sim_options *o, tern_sim_summary *out)
     s->connect_tokens_ms = s->start_ms;
     s->connect_tokens = 1;
     s->next_progress_ms = 1000;
-    for (uint32_t i = 0; i < o->n_devices; i++) {
+    for (uint32_t i = 0; i < s->n_local; i++) {
         conn_enqueue(&s->devs[i]);
         tern_loop_timer_start(&s->devs[i].tick, 0, 0);
     }
@@ -1067,14 +1132,15 @@ int tern_sim_run(const tern_sim_options *o, tern_sim_summary *out)
     sim_disconnect_all(s);
 
     tern_sim_summary *sum = &s->sum;
-    sum->devices = o->n_devices;
+    sum->devices = s->n_local;
+    sum->processes = 1;
     sum->n_metrics = s->n_metrics;
     sum->acked_points = sum->acked * s->n_metrics;
     sum->ack_p50_ms = (double)tern_histogram_percentile(&s->lat_all, 0.5) / 1e6;
     sum->ack_p99_ms = (double)tern_histogram_percentile(&s->lat_all, 0.99) / 1e6;
     sum->wall_s = (double)(tern_clock_mono_ns() - t0_ns) / 1e9;
     sum->interrupted = s->interrupted;
-    for (uint32_t i = 0; i < o->n_devices; i++) {
+    for (uint32_t i = 0; i < s->n_local; i++) {
         device *d = &s->devs[i];
         for (uint32_t k = 0; k < d->q_len; k++)
             sum->unacked += !d->q[(d->q_head + k) % d->q_cap].dup;
@@ -1085,7 +1151,7 @@ int tern_sim_run(const tern_sim_options *o, tern_sim_summary *out)
         sum->unacked = 0;
 
     tern_sim_run_info info
-        = { &s->sched, s->profile, s->acct, o->n_devices, o->qos, o->client_prefix };
+        = { &s->sched, s->profile, s->acct, s->dev_first, s->n_local, o->qos, o->client_prefix };
     if (o->ack_log) {
         rc = tern_sim_ack_log_write(o->ack_log, &info);
         if (rc != 0)
@@ -1094,10 +1160,32 @@ int tern_sim_run(const tern_sim_options *o, tern_sim_summary *out)
     if (o->verify && !s->interrupted)
         tern_sim_verify(o, &info, sum);
     *out = *sum;
+    if (lat_out)
+        *lat_out = s->lat_all;
 done:
     sim_free(s);
     tern_free(s);
     return rc;
+}
+
+int tern_sim_run(const tern_sim_options *o, tern_sim_summary *out)
+{
+    int rc = check_options(o);
+    if (rc != 0)
+        return rc;
+    uint32_t procs = 0;
+    rc = tern_sim_processes_plan(o->n_devices, o->processes, tern_sim_fd_limit_raise(), &procs);
+    if (rc != 0)
+        return rc;
+    tern_sim_options one = *o;
+    if (one.start_ms == INT64_MIN) {
+        /* fixed here, so that every worker of a multi-process run shares one schedule */
+        int64_t now = tern_clock_now_ms();
+        one.start_ms = now - now % (int64_t)one.interval_ms;
+    }
+    if (procs > 1)
+        return tern_sim_run_procs(&one, procs, out);
+    return tern_sim_run_slice(&one, 1, one.n_devices, -1, out, NULL);
 }
 
 int tern_sim_summary_json(tern_buf *out, const tern_sim_summary *s)
@@ -1111,11 +1199,11 @@ int tern_sim_summary_json(tern_buf *out, const tern_sim_summary *s)
         ",\"late_resends\":%" PRIu64 ",\"reordered\":%" PRIu64 ",\"backpressure\":%" PRIu64
         ",\"conn_errors\":%" PRIu64 ",\"unacked\":%" PRIu64
         ",\"ack_p50_ms\":%.3f,\"ack_p99_ms\":%.3f,\"wall_s\":%.3f"
-        ",\"msgs_per_s\":%.1f,\"interrupted\":%s}",
+        ",\"msgs_per_s\":%.1f,\"interrupted\":%s,\"processes\":%u,\"failed_processes\":%u}",
         s->devices, s->n_metrics, s->generated, s->published, s->acked, s->acked_points,
         s->duplicates, s->resent, s->reconnects, s->tunnels, s->dropped_offline, s->power_losses,
         s->lost_power, s->max_drift_ms, s->rush_generated, s->storm_drops, s->late_resends,
         s->reordered, s->backpressure, s->conn_errors, s->unacked, s->ack_p50_ms, s->ack_p99_ms,
         s->wall_s, s->wall_s > 0 ? (double)s->published / s->wall_s : 0.0,
-        s->interrupted ? "true" : "false");
+        s->interrupted ? "true" : "false", s->processes, s->failed_processes);
 }

@@ -10,7 +10,10 @@
  *     exponential backoff with full jitter, per-device acknowledgement accounting (seq bitmaps
  *     turned into ranges), one sample's payload, and the parser of the query API's answer;
  *   - the runner (sim.c, sim_verify.c): one thread, one tern event loop (src/loop), the MQTT
- *     codec (src/mqtt), one connection per device (client id = device id).
+ *     codec (src/mqtt), one connection per device (client id = device id);
+ *   - for more devices than one process's open-file limit allows, sim_procs.c forks worker
+ *     processes, each running the runner on a disjoint slice of the device ids, and merges
+ *     their progress, summaries, latency histograms, ack logs and verdicts.
  * Schedule: device d (1-based, of N) sends sample seq (1-based) at event time
  *   ts = start_ms + offset(d) + (seq - 1) * interval_ms,  offset(d) = (d - 1) * interval_ms / N,
  * due at wall time (ts - start_ms) / accel after the run starts. So ts is a function of
@@ -228,6 +231,7 @@ typedef struct tern_sim_options {
     uint64_t verify_timeout_ms; /* keep re-checking while points are missing */
     bool quiet;                 /* no progress line */
     int progress_fd;            /* where the progress line goes (2) */
+    uint32_t processes;         /* worker processes; 0: as few as the open-file limit allows */
 } tern_sim_options;
 
 /* tern_sim_options_default fills o with the defaults of docs/sim.md (broker NULL). */
@@ -262,15 +266,53 @@ typedef struct tern_sim_summary {
     bool verified;
     bool verify_ok;
     tern_sim_verdict verdict;
-    uint64_t verify_errors; /* devices whose query failed */
+    uint64_t verify_errors;    /* devices whose query failed */
+    uint32_t processes;        /* processes that simulated the fleet (1: no workers) */
+    uint32_t failed_processes; /* workers that died without reporting: their devices are
+                                  missing from every count, and the run failed */
 } tern_sim_summary;
+
+/* ---- processes --------------------------------------------------------------------------- */
+
+/* Open files a process keeps for itself beyond its devices' connections (stdio, the event
+ * loop, verification queries, a worker's pipe). */
+#define TERN_SIM_FD_RESERVE 64
+
+/*
+ * tern_sim_processes_plan decides how many processes simulate n_devices with an open-file limit
+ * of fd_limit per process. asked 0 (automatic): 1 if n_devices fits in 3/4 of fd_limit (head
+ * room for the broker's side of a loopback run, sockets in TIME_WAIT and the reserve), else
+ * ceil(n_devices / (fd_limit * 3 / 4)). asked > 0: asked, if 1 <= asked <= min(n_devices, 1024)
+ * and each process's share, ceil(n_devices / asked), plus TERN_SIM_FD_RESERVE fits in fd_limit.
+ * Sets *out on success. Returns 0 or TERN_EINVAL.
+ */
+int tern_sim_processes_plan(uint32_t n_devices, uint32_t asked, uint64_t fd_limit, uint32_t *out);
+
+/*
+ * tern_sim_slice gives worker k (0-based, of n_procs) its devices: the ids *first ..
+ * *first + *count - 1 (1-based), with first = floor(k * n / n_procs) + 1. The slices of
+ * k = 0 .. n_procs - 1 are disjoint, in order, and cover 1..n; their sizes differ by at most 1.
+ * n_procs must be 1..n and k < n_procs.
+ */
+void tern_sim_slice(
+    uint32_t n_devices, uint32_t n_procs, uint32_t k, uint32_t *first, uint32_t *count);
+
+/* tern_sim_fd_limit_raise raises this process's soft open-file limit to its hard limit (best
+ * effort) and returns the soft limit now in force (UINT64_MAX if unlimited). */
+uint64_t tern_sim_fd_limit_raise(void);
 
 /*
  * tern_sim_run runs the simulation described by o until its duration is over (then drains acks
  * for at most o->drain_ms) or SIGINT/SIGTERM arrives, writes the ack log if asked, verifies if
- * asked, and fills *out. Progress lines go to o->progress_fd. Returns 0 (the run happened; the
- * verdict is in *out), TERN_EINVAL (bad options), TERN_ENOMEM, or -errno / TERN_ENOTFOUND for
- * an address that does not resolve or an ack log that cannot be written.
+ * asked, and fills *out. Progress lines go to o->progress_fd. Raises the soft open-file limit
+ * (tern_sim_fd_limit_raise) and plans the processes (tern_sim_processes_plan); with more than
+ * one it forks the workers (each the runner on one tern_sim_slice, the device ids unchanged)
+ * and merges what they report into *out and one progress line; a worker that dies without
+ * reporting is counted in out->failed_processes (the others run to their end; a SIGINT or
+ * SIGTERM to the parent is passed on to the workers). Returns 0 (the run happened; the verdict
+ * is in *out), TERN_EINVAL (bad options, or too few processes for the open-file limit),
+ * TERN_ENOMEM, or -errno / TERN_ENOTFOUND for an address that does not resolve, an ack log that
+ * cannot be written or a worker that cannot be started.
  */
 int tern_sim_run(const tern_sim_options *o, tern_sim_summary *out);
 

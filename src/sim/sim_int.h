@@ -5,6 +5,7 @@
 #ifndef TERN_SIM_SIM_INT_H
 #define TERN_SIM_SIM_INT_H
 
+#include "base/histogram.h"
 #include "sim/sim.h"
 
 /* What one device sent and had acknowledged (seqs). */
@@ -22,21 +23,80 @@ void tern_sim_acct_free(tern_sim_dev_acct *a);
 typedef struct tern_sim_run_info {
     const tern_sim_schedule *sched;
     const tern_profile *profile;
-    const tern_sim_dev_acct *acct; /* [n_devices], device i + 1 */
-    uint32_t n_devices;
+    const tern_sim_dev_acct *acct; /* [n_local], device dev_first + i */
+    uint32_t dev_first;            /* 1-based, of sched->n_devices */
+    uint32_t n_local;
     uint8_t qos;
     const char *client_prefix; /* device i is PREFIX%06u */
 } tern_sim_run_info;
 
-/* tern_sim_ack_log_write writes the ack log (docs/sim.md) to path. Returns 0 or -errno. */
+/* tern_sim_ack_log_write writes the ack log (docs/sim.md) to path: the header (devices: the whole
+ * fleet) and the lines of devices dev_first .. dev_first + n_local - 1. Returns 0 or -errno. */
 int tern_sim_ack_log_write(const char *path, const tern_sim_run_info *info);
 
 /*
- * tern_sim_verify queries o->api for every device (retrying for up to o->verify_timeout_ms while
- * points are missing: the pipeline may still be catching up) and fills sum->verdict, verify_errors,
- * verified and verify_ok. Writes one line per problem device to stderr (the first few).
+ * tern_sim_verify queries o->api for every device of info (retrying for up to o->verify_timeout_ms
+ * while points are missing: the pipeline may still be catching up) and fills sum->verdict,
+ * verify_errors, verified and verify_ok. Writes one line per problem device to stderr (the first
+ * few).
  */
 void tern_sim_verify(
     const tern_sim_options *o, const tern_sim_run_info *info, tern_sim_summary *sum);
+
+/* ---- progress, workers ------------------------------------------------------------------- */
+
+enum { TERN_SIM_PHASE_RUN = 0, TERN_SIM_PHASE_DRAIN = 1, TERN_SIM_PHASE_DONE = 2 };
+
+/* What the progress line shows, for one process or summed over the workers. */
+typedef struct tern_sim_progress {
+    uint64_t rel_ms; /* wall ms since the run's start */
+    uint32_t connected, n_devices;
+    uint32_t phase; /* TERN_SIM_PHASE_* */
+    uint64_t published, acked, backlog, inflight, reconnects;
+} tern_sim_progress;
+
+/*
+ * tern_sim_progress_write writes the progress line of p to fd: msgs_per_s is what was published
+ * in the last second, lat the publish -> PUBACK latencies (ns) of the last second. On a terminal
+ * (tty) the line rewrites itself ("\r...\x1b[K", a newline only when final), else one line each.
+ */
+void tern_sim_progress_write(int fd, bool tty, bool final, const tern_sim_progress *p,
+    uint64_t msgs_per_s, const tern_histogram *lat);
+
+/*
+ * A worker reports to its parent through a pipe, in records: a header (type, payload bytes)
+ * then the payload. Both ends are the same binary (fork without exec), so structs travel as
+ * their bytes. PROGRESS: tern_sim_progress + tern_histogram (latencies of the last second),
+ * once a second unless quiet. FINAL: tern_sim_report_final + tern_histogram (every latency of
+ * the run), once, last.
+ */
+enum { TERN_SIM_REPORT_PROGRESS = 1, TERN_SIM_REPORT_FINAL = 2 };
+
+typedef struct tern_sim_report_final {
+    int32_t rc; /* what tern_sim_run_slice returned; sum is valid when 0 */
+    uint32_t pad;
+    tern_sim_summary sum;
+} tern_sim_report_final;
+
+/* tern_sim_report_send writes one record (a[0..a_len) then b[0..b_len)) to fd, whole, retrying
+ * on EINTR. Returns 0 or -errno. */
+int tern_sim_report_send(
+    int fd, uint32_t type, const void *a, size_t a_len, const void *b, size_t b_len);
+
+/*
+ * tern_sim_run_slice is the runner: tern_sim_run for devices dev_first .. dev_first + n_local
+ * - 1 of the fleet of o->n_devices (the schedule is the whole fleet's; o->start_ms must be set).
+ * With report_fd >= 0 progress goes there as records instead of lines. Fills *out (devices =
+ * n_local) and, if lat_out is not NULL, *lat_out with every publish -> PUBACK latency (ns).
+ * Returns as tern_sim_run.
+ */
+int tern_sim_run_slice(const tern_sim_options *o, uint32_t dev_first, uint32_t n_local,
+    int report_fd, tern_sim_summary *out, tern_histogram *lat_out);
+
+/*
+ * tern_sim_run_procs runs o (start_ms set, options checked) in n_procs worker processes (>= 2)
+ * and merges their reports into *out (see tern_sim_run). Returns as tern_sim_run.
+ */
+int tern_sim_run_procs(const tern_sim_options *o, uint32_t n_procs, tern_sim_summary *out);
 
 #endif

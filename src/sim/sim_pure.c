@@ -550,3 +550,35 @@ void tern_sim_judge(const uint64_t *stored, size_t n_metrics, uint64_t acked, ui
             v->duplicated_points += stored[i] - acked - uncertain;
     }
 }
+
+/* ---- processes --------------------------------------------------------------------------- */
+
+int tern_sim_processes_plan(uint32_t n_devices, uint32_t asked, uint64_t fd_limit, uint32_t *out)
+{
+    if (n_devices == 0 || fd_limit <= TERN_SIM_FD_RESERVE)
+        return TERN_EINVAL;
+    if (asked == 0) {
+        uint64_t per = fd_limit / 4 * 3;
+        uint64_t n = (n_devices + per - 1) / per;
+        if (n > 1024 || n > n_devices)
+            return TERN_EINVAL;
+        *out = (uint32_t)n;
+        return 0;
+    }
+    if (asked > 1024 || asked > n_devices)
+        return TERN_EINVAL;
+    uint64_t share = ((uint64_t)n_devices + asked - 1) / asked;
+    if (share + TERN_SIM_FD_RESERVE > fd_limit)
+        return TERN_EINVAL;
+    *out = asked;
+    return 0;
+}
+
+void tern_sim_slice(
+    uint32_t n_devices, uint32_t n_procs, uint32_t k, uint32_t *first, uint32_t *count)
+{
+    uint64_t lo = (uint64_t)k * n_devices / n_procs;
+    uint64_t hi = (uint64_t)(k + 1) * n_devices / n_procs;
+    *first = (uint32_t)lo + 1;
+    *count = (uint32_t)(hi - lo);
+}

@@ -71,14 +71,14 @@ int tern_sim_ack_log_write(const char *path, const tern_sim_run_info *info)
         ",\"interval_ms\":%u,\"devices\":%u,\"clock_drift\":%.17g,\"rush_x\":%u"
         ",\"rush_every_ms\":%" PRIu64 ",\"rush_for_ms\":%" PRIu64 ",\"metrics\":[",
         tern_profile_name(p), info->qos, info->sched->start_ms, info->sched->interval_ms,
-        info->n_devices, info->sched->drift_max,
+        info->sched->n_devices, info->sched->drift_max,
         tern_sim_schedule_rush(info->sched) ? info->sched->rush_x : 1, info->sched->rush_every_ms,
         info->sched->rush_for_ms);
     for (size_t i = 0; i < tern_profile_metric_count(p); i++)
         fprintf(f, "%s\"%s\"", i ? "," : "", tern_profile_metric_name(p, i));
     fputs("]}\n", f);
-    for (uint32_t d = 1; d <= info->n_devices; d++) {
-        const tern_sim_dev_acct *a = &info->acct[d - 1];
+    for (uint32_t d = info->dev_first; d - info->dev_first < info->n_local; d++) {
+        const tern_sim_dev_acct *a = &info->acct[d - info->dev_first];
         /* sent but never acknowledged: may or may not be stored */
         tern_sim_seqset unacked = { 0 };
         for (uint64_t q = 1; q <= a->sent.max; q++)
@@ -224,7 +224,7 @@ fail:
 static int verify_device(const tern_sim_options *o, const tern_sim_run_info *info, uint32_t dev,
     tern_sim_verdict *v, tern_buf *body)
 {
-    const tern_sim_dev_acct *a = &info->acct[dev - 1];
+    const tern_sim_dev_acct *a = &info->acct[dev - info->dev_first];
     if (a->sent.count == 0)
         return 0;
     size_t n = tern_profile_metric_count(info->profile);
@@ -266,7 +266,7 @@ void tern_sim_verify(
         tern_sim_verdict v = { 0 };
         uint64_t errors = 0;
         int first_err = 0;
-        for (uint32_t d = 1; d <= info->n_devices; d++) {
+        for (uint32_t d = info->dev_first; d - info->dev_first < info->n_local; d++) {
             int rc = verify_device(o, info, d, &v, &body);
             if (rc != 0) {
                 errors++;

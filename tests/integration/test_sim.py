@@ -21,10 +21,13 @@ acknowledged. Each test checks one promise of the simulator:
 from __future__ import annotations
 
 import json
+import os
+import re
 import signal
 import subprocess
 import threading
 import time
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
@@ -564,3 +567,134 @@ def test_verify_power_loss_against_tern_serve(start, tmp_path):
     assert verdict["acked_points"] == summary["acked_points"] > 0
     assert verdict["stored"] <= verdict["acked_points"] + verdict["uncertain"]
     assert verdict["stored"] >= verdict["acked_points"]
+
+
+# ---- several processes ---------------------------------------------------------------------
+
+def stored_counts(http_port: int, metric: str, start: int, end: int) -> dict[str, int]:
+    """Points of one metric per device in [start, end), fleet-wide (one query, no device)."""
+    url = (f"http://127.0.0.1:{http_port}/api/v1/query?metric={metric}&start={start}&end={end}"
+           f"&agg=count&tier=hot")
+    with urllib.request.urlopen(url, timeout=30) as r:
+        rows = json.loads(r.read())["rows"]
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["device"]] = counts.get(row["device"], 0) + row["count"]
+    return counts
+
+
+@pytest.mark.skipif(not _has_serve(), reason="`tern serve` is not built")
+def test_processes_verify_against_tern_serve(start, tmp_path):
+    """--processes 2: two workers, disjoint slices of the same device ids, one summary and one
+    verdict summed over both, one ack log in device order; the store holds every device's
+    acknowledged points once, and no device twice or never."""
+    http_port = th.free_port()
+    data = tmp_path / "serve"
+    data.mkdir()
+    serve = start("tern-serve", lambda port: [
+        th.tern_bin(), "serve", "--data", str(data), "--listen", f"127.0.0.1:{port}",
+        "--http", f"127.0.0.1:{http_port}", "--allow-anonymous"])
+    th.wait_for_port(http_port)
+    ack_log = tmp_path / "acks.jsonl"
+    n = 301  # odd: slices of 150 and 151
+    p = th.run([th.tern_bin("tern-sim"), "--broker", f"127.0.0.1:{serve.port}", "--devices",
+                str(n), "--duration", "3s", "--accel", "60", "--processes", "2",
+                "--tunnel-rate", "0.02", "--backoff-base", "20ms", "--verify",
+                "--api", f"127.0.0.1:{http_port}", "--verify-timeout", "20s",
+                "--ack-log", str(ack_log)], timeout_s=90)
+    out, err = p.stdout.decode(), p.stderr.decode()
+    lines = [json.loads(ln) for ln in out.splitlines() if ln.strip()]
+    assert len(lines) == 2, (out, err[-3000:])
+    summary, verdict = lines
+    assert p.returncode == 0, (summary, verdict, err[-3000:])
+    assert summary["processes"] == 2 and summary["failed_processes"] == 0
+    assert summary["devices"] == n and summary["metrics"] == EV_METRICS
+    # 3 s at accel 60 is 180 s of fleet time: 18 or 19 samples a device, all acknowledged
+    assert n * 18 <= summary["generated"] <= n * 19
+    assert summary["acked"] == summary["generated"] and summary["unacked"] == 0
+    assert summary["tunnels"] > 0 and summary["reconnects"] > 0  # both workers misbehave
+    assert 0 < summary["ack_p50_ms"] <= summary["ack_p99_ms"]
+    # the verdict sums the workers' verdicts: the same accounting as one process
+    assert verdict["verify"] == "ok" and verdict["query_errors"] == 0
+    assert verdict["acked"] == summary["acked"] and verdict["sent"] == summary["published"]
+    assert verdict["acked_points"] == summary["acked_points"] == summary["acked"] * EV_METRICS
+    assert verdict["stored"] == verdict["acked_points"]
+    assert verdict["lost"] == 0 and verdict["duplicated"] == 0
+    # one ack log, header of the whole fleet, every device once, in order
+    header, devices, acked = read_ack_log(ack_log)
+    assert header["devices"] == n
+    assert [d["device"] for d in devices] == [f"dev{i:06d}" for i in range(1, n + 1)]
+    assert sum(len(s) for s in acked.values()) == summary["acked"]
+    # the device ids across workers are disjoint and complete: the store has each device's
+    # acknowledged samples exactly once (a device simulated twice would be stored twice)
+    lo = stamp(header, 1, 1)
+    hi = max(d["acked_ranges"][-1][3] for d in devices) + 1
+    counts = stored_counts(http_port, "soc", lo, hi)
+    assert counts == {dev: len(seqs) for dev, seqs in acked.items()}
+    # the progress line is one for the fleet: N devices, not a worker's share
+    assert f"/{n}" in err and f"/{n // 2} " not in err
+
+
+def worker_pids(pid: int) -> list[int]:
+    path = f"/proc/{pid}/task/{pid}/children"
+    try:
+        return [int(x) for x in open(path).read().split()]
+    except OSError:
+        return []
+
+
+def test_processes_worker_death_is_an_error(mosquitto):
+    """A worker killed mid-run: the parent says which one, sums the others, exits 3."""
+    proc = subprocess.Popen([th.tern_bin("tern-sim"), "--broker", f"127.0.0.1:{mosquitto.port}",
+                             "--devices", "90", "--duration", "4s", "--accel", "60",
+                             "--processes", "3", "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 20
+    while len(worker_pids(proc.pid)) < 3:
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    victim = worker_pids(proc.pid)[1]
+    time.sleep(1)
+    os.kill(victim, signal.SIGKILL)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3, err.decode()[-2000:]
+    assert re.search(rf"worker 2 \(devices dev000031\.\.dev000060, pid {victim}\) was killed by "
+                     r"signal 9", err.decode()), err.decode()
+    summary = json.loads(out.decode().splitlines()[-1])
+    assert summary["processes"] == 3 and summary["failed_processes"] == 1
+    assert summary["devices"] == 60  # the two that reported
+    assert summary["acked"] == summary["generated"] > 0
+    assert worker_pids(proc.pid) == []
+
+
+def test_processes_sigint_stops_every_worker(mosquitto):
+    proc = subprocess.Popen([th.tern_bin("tern-sim"), "--broker", f"127.0.0.1:{mosquitto.port}",
+                             "--devices", "40", "--duration", "60s", "--accel", "60",
+                             "--processes", "2", "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 20
+    while len(worker_pids(proc.pid)) < 2:
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    workers = worker_pids(proc.pid)
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGINT)  # to the parent only: it passes it on
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    summary = json.loads(out.decode().splitlines()[-1])
+    assert summary["interrupted"] is True and summary["failed_processes"] == 0
+    assert summary["devices"] == 40 and 0 < summary["acked"] <= summary["generated"] < 40 * 60
+    for w in workers:
+        assert not os.path.exists(f"/proc/{w}") or "zombie" in open(f"/proc/{w}/status").read()
+
+
+def test_processes_refused_beyond_the_file_limit(make_broker):  # noqa: F811
+    broker = make_broker()
+    # one process for more devices than its open-file limit allows
+    p = th.run(sim_argv(broker.port, "--devices", "9000000", "--duration", "1s",
+                        "--processes", "1"), timeout_s=20)
+    assert p.returncode == 2 and b"open-file limit" in p.stderr and not p.stdout.strip()
+    # more processes than devices
+    p = th.run(sim_argv(broker.port, "--devices", "2", "--duration", "1s", "--processes", "3"),
+               timeout_s=20)
+    assert p.returncode == 2 and not p.stdout.strip()
