@@ -7,7 +7,9 @@
  *     timestamp with a buffer point (a buffer insert removes the late twin);
  *   - a late point may share a timestamp with a fragment point: the late one was written later,
  *     so it wins.
- * Caller holds db->mu.
+ * The series' stripe mutex guards all of it (tsdb_int.h, "Lock stripes"): writers and cuts
+ * hold it when they call in; tsdb_head_collect and tsdb_head_min_ts take it themselves, for
+ * queries, which hold only db->mu.
  */
 #include "base/alloc.h"
 #include "base/error.h"
@@ -216,7 +218,7 @@ static void late_remove(tsdb_series *s, int64_t ts)
     }
 }
 
-int tsdb_head_add(tern_tsdb *db, tsdb_series *s, int64_t ts, uint64_t v)
+int tsdb_head_add(tsdb_series *s, int64_t ts, uint64_t v)
 {
     if (ts >= s->last_ts) {
         s->last_ts = ts;
@@ -234,22 +236,24 @@ int tsdb_head_add(tern_tsdb *db, tsdb_series *s, int64_t ts, uint64_t v)
                                                                 : lower_bound(s->buf, s->n_buf, ts);
         if (i < s->n_buf && s->buf[i].ts == ts) {
             s->buf[i].v = v; /* the same (series, ts) again: the last write wins */
-            return 0;
+            return TSDB_HEAD_REPLACED;
         }
         late_remove(s, ts);
         memmove(&s->buf[i + 1], &s->buf[i], (s->n_buf - i) * sizeof(tsdb_point));
         s->buf[i].ts = ts;
         s->buf[i].v = v;
         s->n_buf++;
-        db->head_points++;
-        if (s->n_buf == TSDB_HEAD_BUF)
-            return seal(s);
-        return 0;
+        if (s->n_buf == TSDB_HEAD_BUF) {
+            int rc = seal(s);
+            if (rc)
+                return rc;
+        }
+        return TSDB_HEAD_NEW;
     }
     size_t i = lower_bound(s->late, s->n_late, ts);
     if (i < s->n_late && s->late[i].ts == ts) {
         s->late[i].v = v;
-        return 0;
+        return TSDB_HEAD_REPLACED;
     }
     if (s->n_late == s->cap_late) {
         uint32_t cap = s->cap_late ? s->cap_late * 2 : 8;
@@ -263,9 +267,7 @@ int tsdb_head_add(tern_tsdb *db, tsdb_series *s, int64_t ts, uint64_t v)
     s->late[i].ts = ts;
     s->late[i].v = v;
     s->n_late++;
-    db->late_points++;
-    db->head_points++;
-    return 0;
+    return TSDB_HEAD_NEW_LATE;
 }
 
 /* Appends the points of every fragment overlapping [lo, hi) to out, unfiltered. */
@@ -307,8 +309,8 @@ static void filter_range(tern_buf *b, size_t from, int64_t lo, int64_t hi)
 
 int tsdb_head_collect(const tsdb_series *s, int64_t lo, int64_t hi, tern_buf *out)
 {
-    size_t from = out->len / sizeof(tsdb_point);
     tern_buf tmp = TERN_BUF_INIT;
+    pthread_mutex_lock(&s->stripe->mu);
     int rc = collect_frags(s, lo, hi, &tmp);
     if (rc == 0) {
         filter_range(&tmp, 0, lo, hi);
@@ -325,14 +327,14 @@ int tsdb_head_collect(const tsdb_series *s, int64_t lo, int64_t hi, tern_buf *ou
         if (z > a)
             rc = tsdb_merge_into(&tmp, s->buf + a, z - a);
     }
+    pthread_mutex_unlock(&s->stripe->mu);
     if (rc == 0)
         rc = tern_buf_append(out, tmp.data, tmp.len);
     tern_buf_free(&tmp);
-    (void)from;
     return rc;
 }
 
-int tsdb_head_take(tern_tsdb *db, tsdb_series *s, int64_t before, tern_buf *out)
+int tsdb_head_take(tsdb_series *s, int64_t before, tern_buf *out)
 {
     size_t out_from = out->len;
     size_t took = 0;
@@ -434,7 +436,7 @@ int tsdb_head_take(tern_tsdb *db, tsdb_series *s, int64_t before, tern_buf *out)
             return rc;
         memmove(s->late, s->late + nl, (s->n_late - nl) * sizeof(tsdb_point));
         s->n_late -= (uint32_t)nl;
-        db->late_points -= nl;
+        s->stripe->late_points -= nl;
         took += nl;
         if (s->n_late == 0) {
             tern_free(s->late);
@@ -442,11 +444,20 @@ int tsdb_head_take(tern_tsdb *db, tsdb_series *s, int64_t before, tern_buf *out)
             s->cap_late = 0;
         }
     }
-    db->head_points -= took < db->head_points ? took : db->head_points;
+    uint64_t *hp = &s->stripe->head_points;
+    *hp -= took < *hp ? took : *hp;
     return 0;
 }
 
 int64_t tsdb_head_min_ts(const tsdb_series *s)
+{
+    pthread_mutex_lock(&s->stripe->mu);
+    int64_t m = tsdb_head_min_ts_locked(s);
+    pthread_mutex_unlock(&s->stripe->mu);
+    return m;
+}
+
+int64_t tsdb_head_min_ts_locked(const tsdb_series *s)
 {
     int64_t m = INT64_MAX;
     if (s->frag_len) {
@@ -462,6 +473,16 @@ int64_t tsdb_head_min_ts(const tsdb_series *s)
     if (s->n_late && s->late[0].ts < m)
         m = s->late[0].ts;
     return m;
+}
+
+bool tsdb_head_last(const tsdb_series *s, tsdb_point *out)
+{
+    pthread_mutex_lock(&s->stripe->mu);
+    bool any = s->last_ts != INT64_MIN;
+    out->ts = s->last_ts;
+    out->v = s->last_v;
+    pthread_mutex_unlock(&s->stripe->mu);
+    return any;
 }
 
 size_t tsdb_head_bytes(const tsdb_series *s)

@@ -1,7 +1,9 @@
 /*
  * index.c: the TSDB's in-memory index: metrics (interned names), devices (name -> record holding
  * its tags and its series), series (device, metric) by id. Hash maps are open addressing over
- * ids, keyed by the name the id points at, so a name is stored once. Caller holds db->mu.
+ * ids (metrics) or device records (one map per lock stripe), keyed by the name, so a name is
+ * stored once. Locking (see tsdb_int.h, "Lock stripes"): lookups hold db->mu or the device's
+ * stripe; every change holds db->mu and the device's stripe (or runs alone, at open).
  */
 #include "base/alloc.h"
 #include "base/error.h"
@@ -17,12 +19,6 @@ uint64_t tsdb_name_hash(const char *s, size_t len)
 }
 
 typedef const char *(*name_of_fn)(const tern_tsdb *db, uint32_t id, uint32_t *len);
-
-static const char *device_name_of(const tern_tsdb *db, uint32_t id, uint32_t *len)
-{
-    *len = db->devices[id]->name_len;
-    return db->devices[id]->name;
-}
 
 static const char *metric_name_of(const tern_tsdb *db, uint32_t id, uint32_t *len)
 {
@@ -96,13 +92,60 @@ static int grow(void **arr, uint32_t *cap, uint32_t need, size_t item)
     return 0;
 }
 
+tsdb_device *tsdb_device_find(tern_tsdb *db, const char *name, size_t len, uint64_t hash)
+{
+    const tsdb_stripe *st = &db->stripes[tsdb_stripe_of(hash)];
+    if (st->cap == 0)
+        return NULL;
+    uint32_t mask = st->cap - 1;
+    for (uint32_t i = (uint32_t)hash & mask;; i = (i + 1) & mask) {
+        tsdb_device *d = st->slots[i];
+        if (!d)
+            return NULL;
+        if (d->name_len == len && memcmp(d->name, name, len) == 0)
+            return d;
+    }
+}
+
+static void dev_map_put_nogrow(tsdb_stripe *st, tsdb_device *d, uint64_t hash)
+{
+    uint32_t mask = st->cap - 1;
+    uint32_t i = (uint32_t)hash & mask;
+    while (st->slots[i])
+        i = (i + 1) & mask;
+    st->slots[i] = d;
+    st->used++;
+}
+
+static int dev_map_put(tsdb_stripe *st, tsdb_device *d, uint64_t hash)
+{
+    if ((uint64_t)(st->used + 1) * 4 > (uint64_t)st->cap * 3) {
+        uint32_t ncap = st->cap ? st->cap * 2 : 64;
+        tsdb_device **old = st->slots;
+        uint32_t ocap = st->cap;
+        tsdb_device **slots = tern_calloc(ncap, sizeof(*slots));
+        if (!slots)
+            return TERN_ENOMEM;
+        st->slots = slots;
+        st->cap = ncap;
+        st->used = 0;
+        for (uint32_t i = 0; i < ocap; i++)
+            if (old[i])
+                dev_map_put_nogrow(st, old[i], tsdb_name_hash(old[i]->name, old[i]->name_len));
+        tern_free(old);
+    }
+    dev_map_put_nogrow(st, d, hash);
+    return 0;
+}
+
 int tsdb_device_create_id(tern_tsdb *db, uint32_t id, const char *name, size_t len)
 {
     if (len == 0 || len > 65535)
         return TERN_EINVAL;
     if (id < db->n_devices && db->devices[id])
         return TERN_EEXIST;
-    if (map_find(db, &db->device_map, device_name_of, name, len) >= 0)
+    uint64_t hash = tsdb_name_hash(name, len);
+    if (tsdb_device_find(db, name, len, hash))
         return TERN_EEXIST;
     int rc = grow((void **)&db->devices, &db->cap_devices, id + 1, sizeof(*db->devices));
     if (rc)
@@ -117,11 +160,13 @@ int tsdb_device_create_id(tern_tsdb *db, uint32_t id, const char *name, size_t l
     }
     d->name_len = (uint32_t)len;
     d->id = id;
-    db->devices[id] = d;
-    if (id >= db->n_devices)
-        db->n_devices = id + 1;
-    rc = map_put(db, &db->device_map, device_name_of, id);
-    if (rc) {
+    d->stripe = tsdb_stripe_of(hash);
+    rc = dev_map_put(&db->stripes[d->stripe], d, hash);
+    if (rc == 0) {
+        db->devices[id] = d;
+        if (id >= db->n_devices)
+            db->n_devices = id + 1;
+    } else {
         db->devices[id] = NULL;
         tern_free(d->name);
         tern_free(d);
@@ -133,9 +178,9 @@ int tsdb_device_create_id(tern_tsdb *db, uint32_t id, const char *name, size_t l
 
 int tsdb_device_get(tern_tsdb *db, const char *name, size_t len, bool create, tsdb_device **out)
 {
-    long id = map_find(db, &db->device_map, device_name_of, name, len);
-    if (id >= 0) {
-        *out = db->devices[id];
+    tsdb_device *found = tsdb_device_find(db, name, len, tsdb_name_hash(name, len));
+    if (found) {
+        *out = found;
         return 0;
     }
     if (!create)
@@ -266,8 +311,10 @@ int tsdb_series_create_id(
     if (!rc)
         rc = grow((void **)&d->series, &cap, d->n_series + 1, sizeof(*d->series));
     if (!rc && cap != d->cap_series) {
-        uint32_t mcap = d->cap_series;
+        uint32_t mcap = d->cap_series, pcap = d->cap_series;
         rc = grow((void **)&d->metric, &mcap, cap, sizeof(*d->metric));
+        if (!rc)
+            rc = grow((void **)&d->sp, &pcap, cap, sizeof(*d->sp));
         if (!rc)
             d->cap_series = cap;
     }
@@ -281,13 +328,16 @@ int tsdb_series_create_id(
     s->metric = metric;
     s->kind = kind;
     s->last_ts = INT64_MIN;
+    s->stripe = &db->stripes[d->stripe];
     db->series[id] = s;
     if (id >= db->n_series)
         db->n_series = id + 1;
     memmove(&d->series[pos + 1], &d->series[pos], (size_t)(d->n_series - pos) * sizeof(*d->series));
     memmove(&d->metric[pos + 1], &d->metric[pos], (size_t)(d->n_series - pos) * sizeof(*d->metric));
+    memmove(&d->sp[pos + 1], &d->sp[pos], (size_t)(d->n_series - pos) * sizeof(*d->sp));
     d->series[pos] = id;
     d->metric[pos] = metric;
+    d->sp[pos] = s;
     d->n_series++;
     db->stats.series++;
     return 0;
@@ -310,7 +360,20 @@ int tsdb_device_know(tsdb_device *d, uint32_t metric, uint8_t kind)
     return 0;
 }
 
-static uint8_t known_kind(const tsdb_device *d, uint32_t metric)
+tsdb_series *tsdb_device_series(const tsdb_device *d, uint32_t metric, uint32_t *hint)
+{
+    uint32_t h = *hint;
+    if (h < d->n_series && d->metric[h] == metric)
+        return d->sp[h];
+    for (uint32_t i = 0; i < d->n_series; i++)
+        if (d->metric[i] == metric) {
+            *hint = i;
+            return d->sp[i];
+        }
+    return NULL;
+}
+
+uint8_t tsdb_device_known_kind(const tsdb_device *d, uint32_t metric)
 {
     for (uint32_t i = 0; i < d->n_known; i++)
         if (d->known[i] >> 2 == metric)
@@ -324,7 +387,7 @@ int tsdb_series_get(
     bool found;
     uint32_t pos = device_series_pos(db, d, metric, &found);
     if (found) {
-        tsdb_series *s = db->series[d->series[pos]];
+        tsdb_series *s = d->sp[pos];
         if (kind != 0 && s->kind != kind)
             return TERN_EINVAL;
         *out = s;
@@ -332,7 +395,7 @@ int tsdb_series_get(
     }
     if (!create)
         return TERN_ENOTFOUND;
-    uint8_t was = known_kind(d, metric);
+    uint8_t was = tsdb_device_known_kind(d, metric);
     if (was && kind != 0 && was != kind)
         return TERN_EINVAL;
     if (db->opt.max_series && !db->replaying && db->stats.series >= db->opt.max_series)
@@ -369,6 +432,7 @@ void tsdb_index_free(tern_tsdb *db)
         tern_free(d->tags);
         tern_free(d->series);
         tern_free(d->metric);
+        tern_free(d->sp);
         tern_free(d->known);
         tern_free(d);
     }
@@ -376,7 +440,9 @@ void tsdb_index_free(tern_tsdb *db)
     for (uint32_t i = 0; i < db->n_metrics; i++)
         tern_free(db->metrics[i].name);
     tern_free(db->metrics);
-    tern_free(db->device_map.slots);
+    if (db->stripes)
+        for (uint32_t i = 0; i < TSDB_STRIPES; i++)
+            tern_free(db->stripes[i].slots);
     tern_free(db->metric_map.slots);
 }
 

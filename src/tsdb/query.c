@@ -985,11 +985,11 @@ int tern_tsdb_last(tern_tsdb *db, const char *device, tern_tsdb_row_fn fn, void 
     /* the head's newest point of each series */
     for (uint32_t i = 0; i < dev->n_series && rc == 0; i++) {
         const tsdb_series *s = db->series[dev->series[i]];
-        if (s->last_ts == INT64_MIN)
+        tsdb_point p;
+        if (!tsdb_head_last(s, &p)) /* read under the series' stripe: writers change it */
             continue;
         const tsdb_metric *m = &db->metrics[s->metric];
         metric_pts *mp = dev_metric(&d, m->name, m->len, s->kind);
-        tsdb_point p = { s->last_ts, s->last_v };
         rc = mp ? tern_buf_append(&mp->head, &p, sizeof(p)) : TERN_ENOMEM;
     }
     if (rc == 0) {

@@ -14,6 +14,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,8 @@ enum {
     ENT_CHUNK = 6,
     ENT_HEAD_START = 7,
 };
+
+_Static_assert(sizeof(tsdb_stripe) % 64 == 0, "a stripe fills whole cache lines");
 
 /* Late points held in memory before maintenance writes them out as backfill blocks. */
 #define LATE_LIMIT (4u << 20)
@@ -58,6 +61,15 @@ typedef struct batch_device {
     uint32_t name_off, name_len, tags_off, tags_len;
 } batch_device;
 
+/* tern_tsdb_write's view of a batch device. */
+typedef struct batch_dev_scratch {
+    uint64_t hash;
+    uint32_t first, end; /* its points */
+    uint32_t next;       /* next batch device of the same stripe, UINT32_MAX at the end */
+    uint32_t canon_off, canon_len;
+    tsdb_device *dev;
+} batch_dev_scratch;
+
 typedef struct batch_point {
     uint32_t device;
     uint32_t metric; /* index into batch metrics */
@@ -76,8 +88,18 @@ struct tern_tsdb_batch {
     uint32_t n_metrics, cap_metrics;
     uint32_t *metric_slots; /* open hash: index + 1 */
     uint32_t slot_cap;
-    uint32_t *resolved; /* scratch: batch metric -> db metric id + 1 */
+    /* tern_tsdb_write's scratch (a batch is written by one thread at a time) */
+    uint32_t *resolved; /* batch metric -> db metric id + 1 */
+    uint32_t *hint;     /* batch metric -> its position in the last device's series */
     uint32_t cap_resolved;
+    batch_dev_scratch *ds; /* per batch device */
+    size_t cap_ds;
+    tsdb_series **ps; /* per point: its series, or a REFUSED_ sentinel */
+    size_t cap_ps;
+    uint32_t stripe_first[TSDB_STRIPES]; /* first batch device of each stripe (list in ds) */
+    tern_buf canon, tmp;                 /* canonical tags of the devices */
+    tern_buf rec;                        /* the WAL record being built */
+    int64_t rec_prev_ts;                 /* its last point's ts (points store deltas) */
 };
 
 int tern_tsdb_batch_new(tern_tsdb_batch **out)
@@ -97,6 +119,12 @@ void tern_tsdb_batch_free(tern_tsdb_batch *b)
     tern_free(b->metric_len);
     tern_free(b->metric_slots);
     tern_free(b->resolved);
+    tern_free(b->hint);
+    tern_free(b->ds);
+    tern_free(b->ps);
+    tern_buf_free(&b->canon);
+    tern_buf_free(&b->tmp);
+    tern_buf_free(&b->rec);
     tern_free(b);
 }
 
@@ -281,11 +309,12 @@ static int rec_device(tern_buf *r, const tsdb_device *d)
     return rc;
 }
 
+/* A refused point: keeps the first one in add order (stripes are written in any order). */
 static void refuse(tern_tsdb_write_result *res, size_t idx, int code, const char *a, size_t al,
     const char *m, size_t ml)
 {
     res->refused++;
-    if (res->first_error != 0)
+    if (res->first_error != 0 && res->first_error_point < idx)
         return;
     res->first_error = code;
     res->first_error_point = idx;
@@ -299,6 +328,280 @@ static void refuse(tern_tsdb_write_result *res, size_t idx, int code, const char
             (int)ml, m);
 }
 
+/* Sizes the batch's write scratch for its devices, points and metrics. */
+static int scratch_reserve(tern_tsdb_batch *b)
+{
+    if (b->cap_resolved < b->n_metrics) {
+        uint32_t *r = tern_realloc(b->resolved, b->n_metrics * sizeof(*r));
+        if (!r)
+            return TERN_ENOMEM;
+        b->resolved = r;
+        uint32_t *h = tern_realloc(b->hint, b->n_metrics * sizeof(*h));
+        if (!h)
+            return TERN_ENOMEM;
+        b->hint = h;
+        b->cap_resolved = b->n_metrics;
+    }
+    if (b->cap_ds < b->n_devs) {
+        batch_dev_scratch *d = tern_realloc(b->ds, b->cap_devs * sizeof(*d));
+        if (!d)
+            return TERN_ENOMEM;
+        b->ds = d;
+        b->cap_ds = b->cap_devs;
+    }
+    if (b->cap_ps < b->n_pts) {
+        tsdb_series **p = tern_realloc(b->ps, b->cap_pts * sizeof(*p));
+        if (!p)
+            return TERN_ENOMEM;
+        b->ps = p;
+        b->cap_ps = b->cap_pts;
+    }
+    memset(b->resolved, 0, b->n_metrics * sizeof(*b->resolved));
+    memset(b->hint, 0, b->n_metrics * sizeof(*b->hint));
+    return 0;
+}
+
+/* Resolves the batch's metric names to ids, creating new metrics. A new metric's definition is
+ * in the WAL before any other writer can see its id (so before any record uses it). */
+static int resolve_metrics(tern_tsdb *db, tern_tsdb_batch *b)
+{
+    bool missing = false;
+    pthread_mutex_lock(&db->metric_mu);
+    for (uint32_t m = 0; m < b->n_metrics; m++) {
+        uint32_t id;
+        if (tsdb_metric_get(
+                db, (const char *)b->strings.data + b->metric_off[m], b->metric_len[m], false, &id)
+            == 0)
+            b->resolved[m] = id + 1;
+        else
+            missing = true;
+    }
+    pthread_mutex_unlock(&db->metric_mu);
+    if (!missing)
+        return 0;
+    int rc = 0;
+    pthread_mutex_lock(&db->mu);
+    for (uint32_t m = 0; m < b->n_metrics && rc == 0; m++) {
+        if (b->resolved[m])
+            continue;
+        const char *name = (const char *)b->strings.data + b->metric_off[m];
+        uint32_t id;
+        pthread_mutex_lock(&db->metric_mu);
+        rc = tsdb_metric_get(db, name, b->metric_len[m], false, &id);
+        pthread_mutex_unlock(&db->metric_mu);
+        if (rc == 0) {
+            b->resolved[m] = id + 1;
+            continue;
+        }
+        id = db->n_metrics; /* stable: metrics are created under mu only */
+        rc = 0;
+        if (db->wal) {
+            tern_buf *r = &b->rec;
+            tern_buf_reset(r);
+            uint64_t s;
+            rc = tern_buf_append_u8(r, REC_VERSION);
+            if (rc == 0)
+                rc = rec_str(r, ENT_METRIC, id, name, b->metric_len[m]);
+            if (rc == 0)
+                rc = tern_wal_append(db->wal, r->data, r->len, &s);
+        }
+        if (rc == 0) {
+            pthread_mutex_lock(&db->metric_mu);
+            rc = tsdb_metric_create_id(db, id, name, b->metric_len[m]);
+            pthread_mutex_unlock(&db->metric_mu);
+        }
+        if (rc == 0)
+            b->resolved[m] = id + 1;
+    }
+    pthread_mutex_unlock(&db->mu);
+    return rc;
+}
+
+/* Sentinels in the batch's per-point series scratch: the point is refused. */
+#define REFUSED_KIND ((tsdb_series *)(uintptr_t)1)
+#define REFUSED_QUOTA ((tsdb_series *)(uintptr_t)2)
+/* stripe_write's "this needs the index changed: retry holding db->mu" */
+#define NEED_GLOBAL 1
+
+/* Appends one point entry to r, whose capacity the caller reserved. */
+static void rec_point_fast(tern_buf *r, uint32_t series, int64_t dts, uint64_t v)
+{
+    uint8_t *p = r->data + r->len;
+    *p++ = ENT_POINT;
+    p += tern_varint_encode(p, series);
+    p += tern_varint_encode(p, tern_varint_zigzag(dts));
+    for (int i = 0; i < 8; i++)
+        *p++ = (uint8_t)(v >> (8 * i));
+    r->len = (size_t)(p - r->data);
+}
+
+/* Most bytes one point entry takes (entry byte, series id, ts delta, value). */
+#define REC_POINT_MAX (1 + 5 + TERN_VARINT_MAX_BYTES + 8)
+
+/*
+ * Writes the batch's devices of stripe k (their list in b->stripe_first / ds[].next), which the
+ * caller holds: resolves every point's series, then applies the points to the head and adds
+ * their entries to the WAL record in b->rec (which the caller appends before it lets the stripe
+ * go). Without `global` (db->mu) it changes nothing and returns NEED_GLOBAL when a device, tags,
+ * series or the head's start must be created; with it, it creates them (their definitions
+ * precede their points in the record).
+ */
+static int stripe_write(
+    tern_tsdb *db, tern_tsdb_batch *b, uint32_t k, bool global, tern_tsdb_write_result *res)
+{
+    tsdb_stripe *st = &db->stripes[k];
+    tern_buf *r = &b->rec;
+    int rc = 0;
+    size_t n_pts = 0;
+    /* resolve */
+    for (uint32_t di = b->stripe_first[k]; di != UINT32_MAX && rc == 0; di = b->ds[di].next) {
+        batch_dev_scratch *x = &b->ds[di];
+        const batch_device *bd = &b->devs[di];
+        const char *dname = (const char *)b->strings.data + bd->name_off;
+        tsdb_device *dev = tsdb_device_find(db, dname, bd->name_len, x->hash);
+        if (!dev) {
+            if (!global)
+                return NEED_GLOBAL;
+            rc = tsdb_device_get(db, dname, bd->name_len, true, &dev);
+            if (rc == 0 && db->wal)
+                rc = rec_str(r, ENT_DEVICE, dev->id, dev->name, dev->name_len);
+            if (rc)
+                break;
+        }
+        if (x->canon_len) {
+            const char *t = (const char *)b->canon.data + x->canon_off;
+            if (!dev->tags || strlen(dev->tags) != x->canon_len
+                || memcmp(dev->tags, t, x->canon_len) != 0) {
+                if (!global)
+                    return NEED_GLOBAL;
+                bool changed = false;
+                rc = tsdb_device_set_tags(db, dev, t, x->canon_len, &changed);
+                if (rc == 0 && changed && db->wal)
+                    rc = rec_str(r, ENT_TAGS, dev->id, dev->tags, strlen(dev->tags));
+                if (rc)
+                    break;
+            }
+        }
+        x->dev = dev;
+        for (uint32_t i = x->first; i < x->end && rc == 0; i++) {
+            const batch_point *p = &b->pts[i];
+            uint32_t metric = b->resolved[p->metric] - 1;
+            tsdb_series *s = tsdb_device_series(dev, metric, &b->hint[p->metric]);
+            if (s) {
+                b->ps[i] = s->kind == p->kind ? s : REFUSED_KIND;
+            } else {
+                uint8_t was = tsdb_device_known_kind(dev, metric);
+                if (was && was != p->kind) {
+                    b->ps[i] = REFUSED_KIND;
+                    continue;
+                }
+                if (!global)
+                    return NEED_GLOBAL;
+                int src = tsdb_series_get(db, dev, metric, p->kind, true, &s);
+                if (src == TERN_EQUOTA || src == TERN_EINVAL) {
+                    b->ps[i] = src == TERN_EQUOTA ? REFUSED_QUOTA : REFUSED_KIND;
+                    continue;
+                }
+                rc = src;
+                if (rc == 0 && db->wal)
+                    rc = rec_series(r, s);
+                b->ps[i] = s;
+            }
+        }
+        n_pts += x->end - x->first;
+    }
+    if (rc == 0 && __atomic_load_n(&db->head_start, __ATOMIC_ACQUIRE) == INT64_MIN) {
+        /* the store's first point: it places the head */
+        int64_t first = INT64_MAX;
+        size_t first_idx = SIZE_MAX;
+        for (uint32_t di = b->stripe_first[k]; di != UINT32_MAX; di = b->ds[di].next)
+            for (uint32_t i = b->ds[di].first; i < b->ds[di].end; i++)
+                if (b->ps[i] != REFUSED_KIND && b->ps[i] != REFUSED_QUOTA && i < first_idx) {
+                    first_idx = i;
+                    first = b->pts[i].ts;
+                }
+        if (first_idx != SIZE_MAX) {
+            if (!global)
+                return NEED_GLOBAL;
+            __atomic_store_n(
+                &db->head_start, align_down(first, db->opt.block_duration_ms), __ATOMIC_RELEASE);
+        }
+    }
+    /* apply */
+    if (rc == 0 && db->wal)
+        rc = tern_buf_reserve(r, n_pts * REC_POINT_MAX);
+    int64_t max_ts = INT64_MIN, prev_ts = b->rec_prev_ts;
+    size_t accepted = 0, refused = 0, added = 0, late = 0;
+    for (uint32_t di = b->stripe_first[k]; di != UINT32_MAX && rc == 0; di = b->ds[di].next) {
+        const batch_dev_scratch *x = &b->ds[di];
+        for (uint32_t i = x->first; i < x->end; i++) {
+            const batch_point *p = &b->pts[i];
+            tsdb_series *s = b->ps[i];
+            if (s == REFUSED_KIND || s == REFUSED_QUOTA) {
+                const batch_device *bd = &b->devs[di];
+                int code = s == REFUSED_QUOTA ? TERN_EQUOTA : TERN_EINVAL;
+                if (code == TERN_EQUOTA)
+                    st->series_refused++;
+                refuse(res, i, code, (const char *)b->strings.data + bd->name_off, bd->name_len,
+                    (const char *)b->strings.data + b->metric_off[p->metric],
+                    b->metric_len[p->metric]);
+                refused++;
+                continue;
+            }
+            rc = tsdb_head_add(s, p->ts, p->v);
+            if (rc < 0)
+                break;
+            added += rc != TSDB_HEAD_REPLACED;
+            late += rc == TSDB_HEAD_NEW_LATE;
+            rc = 0;
+            if (p->ts > max_ts)
+                max_ts = p->ts;
+            if (db->wal)
+                rec_point_fast(r, s->id, p->ts - prev_ts, p->v);
+            prev_ts = p->ts;
+            accepted++;
+        }
+    }
+    if (max_ts != INT64_MIN) {
+        int64_t cur = __atomic_load_n(&db->head_max, __ATOMIC_RELAXED);
+        while (max_ts > cur
+            && !__atomic_compare_exchange_n(
+                &db->head_max, &cur, max_ts, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+            ;
+    }
+    b->rec_prev_ts = prev_ts;
+    res->accepted += accepted;
+    st->head_points += added;
+    st->late_points += late;
+    st->points_written += accepted;
+    st->points_refused += refused;
+    return rc;
+}
+
+/* Starts the WAL record of a round of stripes. */
+static int rec_begin(tern_tsdb *db, tern_tsdb_batch *b)
+{
+    tern_buf_reset(&b->rec);
+    b->rec_prev_ts = 0; /* point timestamps are deltas within a record */
+    return db->wal ? tern_buf_append_u8(&b->rec, REC_VERSION) : 0;
+}
+
+/* Appends the round's record (if it holds entries); the caller still holds its stripes. */
+static int rec_end(tern_tsdb *db, tern_tsdb_batch *b, uint64_t *seq)
+{
+    if (!db->wal || b->rec.len <= 1)
+        return 0;
+    uint64_t s;
+    int rc = tern_wal_append(db->wal, b->rec.data, b->rec.len, &s);
+    if (rc == 0 && s > *seq)
+        *seq = s;
+    return rc;
+}
+
+/* Stripes written per round (per WAL record): few records, yet another writer finds free
+ * stripes while this one holds a round's. */
+#define ROUND_STRIPES (TSDB_STRIPES / 4)
+
 int tern_tsdb_write(
     tern_tsdb *db, const tern_tsdb_batch *b, uint64_t *seq, tern_tsdb_write_result *res)
 {
@@ -311,102 +614,106 @@ int tern_tsdb_write(
             *seq = 0;
         return 0;
     }
-    pthread_mutex_lock(&db->mu);
-    if (db->closed) {
-        pthread_mutex_unlock(&db->mu);
+    if (__atomic_load_n(&db->closed, __ATOMIC_ACQUIRE))
         return TERN_ECLOSED;
-    }
-    tern_buf *r = &db->wal_rec;
-    tern_buf_reset(r);
-    int rc = tern_buf_append_u8(r, REC_VERSION);
-    tern_tsdb_batch *mb = (tern_tsdb_batch *)b; /* resolution scratch only */
-    if (!rc && mb->cap_resolved < b->n_metrics) {
-        uint32_t *p = tern_realloc(mb->resolved, b->n_metrics * sizeof(*p));
-        if (p) {
-            mb->resolved = p;
-            mb->cap_resolved = b->n_metrics;
-        } else {
-            rc = TERN_ENOMEM;
+    tern_tsdb_batch *mb = (tern_tsdb_batch *)b; /* write scratch only */
+    int rc = scratch_reserve(mb);
+    if (rc == 0)
+        rc = resolve_metrics(db, mb);
+    if (rc)
+        return rc;
+    /* devices: hash, stripe, point range, canonical tags; listed per stripe in batch order */
+    uint32_t last[TSDB_STRIPES];
+    for (uint32_t k = 0; k < TSDB_STRIPES; k++)
+        mb->stripe_first[k] = last[k] = UINT32_MAX;
+    tern_buf_reset(&mb->canon);
+    uint32_t pending = 0;
+    for (uint32_t d = 0; d < b->n_devs && rc == 0; d++) {
+        batch_dev_scratch *x = &mb->ds[d];
+        const batch_device *bd = &b->devs[d];
+        x->hash = tsdb_name_hash((const char *)b->strings.data + bd->name_off, bd->name_len);
+        x->first = x->end = 0;
+        x->next = UINT32_MAX;
+        x->canon_off = x->canon_len = 0;
+        if (bd->tags_len
+            && tsdb_canonical_tags(
+                   (const char *)b->strings.data + bd->tags_off, bd->tags_len, &mb->tmp)
+                == 0
+            && mb->tmp.len) {
+            x->canon_off = (uint32_t)mb->canon.len;
+            x->canon_len = (uint32_t)mb->tmp.len;
+            rc = tern_buf_append(&mb->canon, mb->tmp.data, mb->tmp.len);
         }
     }
-    if (!rc)
-        memset(mb->resolved, 0, b->n_metrics * sizeof(*mb->resolved));
-    tern_buf canon = TERN_BUF_INIT;
-    uint32_t cur_dev = UINT32_MAX;
-    tsdb_device *dev = NULL;
-    int64_t prev_ts = 0;
-    for (size_t i = 0; i < b->n_pts && rc == 0; i++) {
-        const batch_point *p = &b->pts[i];
-        const batch_device *bd = &b->devs[p->device];
-        const char *dname = (const char *)b->strings.data + bd->name_off;
-        if (p->device != cur_dev) {
-            cur_dev = p->device;
-            uint32_t before = db->n_devices;
-            rc = tsdb_device_get(db, dname, bd->name_len, true, &dev);
-            if (rc)
-                break;
-            if (db->n_devices != before && db->wal)
-                rc = rec_str(r, ENT_DEVICE, dev->id, dev->name, dev->name_len);
-            if (!rc && bd->tags_len) {
-                int trc = tsdb_canonical_tags(
-                    (const char *)b->strings.data + bd->tags_off, bd->tags_len, &canon);
-                bool changed = false;
-                if (trc == 0)
-                    rc = tsdb_device_set_tags(
-                        db, dev, (const char *)canon.data, canon.len, &changed);
-                if (!rc && changed && db->wal)
-                    rc = rec_str(r, ENT_TAGS, dev->id, dev->tags, strlen(dev->tags));
-            }
-            if (rc)
-                break;
-        }
-        uint32_t *res_m = &mb->resolved[p->metric];
-        if (*res_m == 0) {
-            uint32_t before = db->n_metrics, mid;
-            rc = tsdb_metric_get(db, (const char *)b->strings.data + b->metric_off[p->metric],
-                b->metric_len[p->metric], true, &mid);
-            if (rc)
-                break;
-            if (db->n_metrics != before && db->wal)
-                rc = rec_str(r, ENT_METRIC, mid, db->metrics[mid].name, db->metrics[mid].len);
-            *res_m = mid + 1;
-        }
-        uint32_t metric = *res_m - 1;
-        tsdb_series *s;
-        uint32_t before = db->n_series;
-        int src = tsdb_series_get(db, dev, metric, p->kind, true, &s);
-        if (src == TERN_EQUOTA || src == TERN_EINVAL) {
-            const tsdb_metric *m = &db->metrics[metric];
-            if (src == TERN_EQUOTA)
-                db->stats.series_refused++;
-            refuse(res, i, src, dname, bd->name_len, m->name, m->len);
-            continue;
-        }
-        if (src) {
-            rc = src;
-            break;
-        }
-        if (db->n_series != before && db->wal)
-            rc = rec_series(r, s);
-        if (db->head_start == INT64_MIN)
-            db->head_start = align_down(p->ts, db->opt.block_duration_ms);
-        if (!rc)
-            rc = tsdb_head_add(db, s, p->ts, p->v);
-        if (p->ts > db->head_max)
-            db->head_max = p->ts;
-        if (!rc && db->wal)
-            rc = rec_point(r, s->id, p->ts - prev_ts, p->v);
-        prev_ts = p->ts;
-        if (!rc)
-            res->accepted++;
+    if (rc)
+        return rc;
+    for (uint32_t i = 0; i < b->n_pts;) {
+        uint32_t d = b->pts[i].device, e = i;
+        while (e < b->n_pts && b->pts[e].device == d)
+            e++;
+        batch_dev_scratch *x = &mb->ds[d];
+        x->first = i;
+        x->end = e;
+        uint32_t k = tsdb_stripe_of(x->hash);
+        if (last[k] == UINT32_MAX)
+            mb->stripe_first[k] = d;
+        else
+            mb->ds[last[k]].next = d;
+        last[k] = d;
+        pending |= 1u << k;
+        i = e;
     }
-    tern_buf_free(&canon);
-    db->stats.points_written += res->accepted;
-    db->stats.points_refused += res->refused;
+    /* stripes: take the free ones first, starting at a place of this batch's own */
     uint64_t s = 0;
-    if (rc == 0 && db->wal && r->len > 1)
-        rc = tern_wal_append(db->wal, r->data, r->len, &s);
-    pthread_mutex_unlock(&db->mu);
+    uint32_t start = (uint32_t)(((uintptr_t)b >> 6) * 0x9e3779b1u >> 27) & (TSDB_STRIPES - 1);
+    while (pending && rc == 0) {
+        /* a round: the free stripes (up to ROUND_STRIPES; or wait for one), one WAL record */
+        uint32_t held = 0, n_held = 0, need = 0;
+        for (uint32_t j = 0; j < TSDB_STRIPES && n_held < ROUND_STRIPES; j++) {
+            uint32_t k = (start + j) & (TSDB_STRIPES - 1);
+            if ((pending & (1u << k)) && pthread_mutex_trylock(&db->stripes[k].mu) == 0) {
+                held |= 1u << k;
+                n_held++;
+            }
+        }
+        if (n_held == 0) {
+            uint32_t k = (uint32_t)__builtin_ctz(pending);
+            pthread_mutex_lock(&db->stripes[k].mu);
+            held = 1u << k;
+        }
+        rc = rec_begin(db, mb);
+        for (uint32_t k = 0; k < TSDB_STRIPES && rc == 0; k++) {
+            if (!(held & (1u << k)))
+                continue;
+            int src = stripe_write(db, mb, k, false, res);
+            if (src == NEED_GLOBAL)
+                need |= 1u << k;
+            else
+                rc = src;
+        }
+        int arc = rec_end(db, mb, &s);
+        if (rc == 0)
+            rc = arc;
+        for (uint32_t k = 0; k < TSDB_STRIPES; k++)
+            if (held & (1u << k))
+                pthread_mutex_unlock(&db->stripes[k].mu);
+        pending &= ~held;
+        /* the index must change: db->mu first (lock order), then the stripe, one at a time */
+        for (uint32_t k = 0; k < TSDB_STRIPES && rc == 0; k++) {
+            if (!(need & (1u << k)))
+                continue;
+            pthread_mutex_lock(&db->mu);
+            pthread_mutex_lock(&db->stripes[k].mu);
+            rc = rec_begin(db, mb);
+            if (rc == 0)
+                rc = stripe_write(db, mb, k, true, res);
+            arc = rec_end(db, mb, &s);
+            if (rc == 0)
+                rc = arc;
+            pthread_mutex_unlock(&db->stripes[k].mu);
+            pthread_mutex_unlock(&db->mu);
+        }
+    }
     if (seq)
         *seq = s;
     return rc;
@@ -470,9 +777,11 @@ static int replay_points(tern_tsdb *db, uint32_t sid, const tsdb_point *p, size_
 {
     tsdb_series *s = db->series[sid];
     for (size_t i = 0; i < n; i++) {
-        int rc = tsdb_head_add(db, s, p[i].ts, p[i].v);
-        if (rc)
+        int rc = tsdb_head_add(s, p[i].ts, p[i].v);
+        if (rc < 0)
             return rc;
+        s->stripe->head_points += rc != TSDB_HEAD_REPLACED;
+        s->stripe->late_points += rc == TSDB_HEAD_NEW_LATE;
         if (p[i].ts > db->head_max)
             db->head_max = p[i].ts;
         if (db->head_start == INT64_MIN)
@@ -638,7 +947,7 @@ static int cut_head(tern_tsdb *db, int64_t before)
         for (uint32_t j = 0; j < d->n_series && rc == 0; j++) {
             tsdb_series *s = db->series[d->series[j]];
             tern_buf_reset(&pts);
-            rc = tsdb_head_take(db, s, before, &pts);
+            rc = tsdb_head_take(s, before, &pts);
             const tsdb_point *p = (const tsdb_point *)(const void *)pts.data;
             size_t n = pts.len / sizeof(tsdb_point);
             size_t i = 0;
@@ -797,8 +1106,30 @@ static bool head_span_exceeds(const tern_tsdb *db, int64_t span)
     return d >= span;
 }
 
+static void stripes_lock_all(tern_tsdb *db)
+{
+    for (uint32_t k = 0; k < TSDB_STRIPES; k++)
+        pthread_mutex_lock(&db->stripes[k].mu);
+}
+
+static void stripes_unlock_all(tern_tsdb *db)
+{
+    for (uint32_t k = TSDB_STRIPES; k-- > 0;)
+        pthread_mutex_unlock(&db->stripes[k].mu);
+}
+
+/* Sums a stripe counter (caller holds every stripe, or is alone). */
+static uint64_t stripes_sum(const tern_tsdb *db, size_t field_off)
+{
+    uint64_t n = 0;
+    for (uint32_t k = 0; k < TSDB_STRIPES; k++)
+        n += *(const uint64_t *)(const void *)((const char *)&db->stripes[k] + field_off);
+    return n;
+}
+
 /* Cuts while the head spans more than 1.5 block durations (or holds too many late points):
- * the half duration of grace keeps slightly late points in the head's buffers. */
+ * the half duration of grace keeps slightly late points in the head's buffers. Caller holds
+ * db->mu and every stripe. */
 static int maybe_cut(tern_tsdb *db, bool all)
 {
     int64_t dur = db->opt.block_duration_ms;
@@ -807,12 +1138,13 @@ static int maybe_cut(tern_tsdb *db, bool all)
     if (db->head_start == INT64_MIN)
         return 0;
     if (all) {
-        if (db->head_points == 0)
+        if (stripes_sum(db, offsetof(tsdb_stripe, head_points)) == 0)
             return 0;
         int64_t before = db->head_max == INT64_MAX ? INT64_MAX : db->head_max + 1;
         rc = cut_head(db, before);
         if (rc == 0) {
-            db->head_start = align_down(db->head_max, dur) + dur;
+            __atomic_store_n(
+                &db->head_start, align_down(db->head_max, dur) + dur, __ATOMIC_RELEASE);
             cut = true;
         }
     } else {
@@ -824,16 +1156,16 @@ static int maybe_cut(tern_tsdb *db, bool all)
             int64_t oldest = INT64_MAX;
             for (uint32_t i = 0; i < db->n_series; i++)
                 if (db->series[i]) {
-                    int64_t m = tsdb_head_min_ts(db->series[i]);
+                    int64_t m = tsdb_head_min_ts_locked(db->series[i]);
                     if (m < oldest)
                         oldest = m;
                 }
             int64_t next = db->head_start + dur;
             if (oldest != INT64_MAX && align_down(oldest, dur) > next)
                 next = align_down(oldest, dur);
-            db->head_start = next;
+            __atomic_store_n(&db->head_start, next, __ATOMIC_RELEASE);
         }
-        if (rc == 0 && db->late_points > LATE_LIMIT) {
+        if (rc == 0 && stripes_sum(db, offsetof(tsdb_stripe, late_points)) > LATE_LIMIT) {
             rc = cut_head(db, db->head_start);
             cut = true;
         }
@@ -850,7 +1182,9 @@ int tern_tsdb_maintain(tern_tsdb *db, int64_t now_ms)
 {
     pthread_mutex_lock(&db->maint_mu);
     pthread_mutex_lock(&db->mu);
+    stripes_lock_all(db);
     int rc = maybe_cut(db, false);
+    stripes_unlock_all(db);
     pthread_mutex_unlock(&db->mu);
     if (rc == 0)
         rc = tsdb_rollup_run(db);
@@ -873,7 +1207,9 @@ int tern_tsdb_flush(tern_tsdb *db)
 {
     pthread_mutex_lock(&db->maint_mu);
     pthread_mutex_lock(&db->mu);
+    stripes_lock_all(db);
     int rc = maybe_cut(db, true);
+    stripes_unlock_all(db);
     pthread_mutex_unlock(&db->mu);
     if (rc == 0)
         rc = tsdb_rollup_run(db);
@@ -897,8 +1233,12 @@ int tern_tsdb_compact(tern_tsdb *db)
 void tern_tsdb_get_stats(tern_tsdb *db, tern_tsdb_stats *out)
 {
     pthread_mutex_lock(&db->mu);
+    stripes_lock_all(db);
     *out = db->stats;
-    out->head_points = db->head_points;
+    out->head_points = stripes_sum(db, offsetof(tsdb_stripe, head_points));
+    out->points_written += stripes_sum(db, offsetof(tsdb_stripe, points_written));
+    out->points_refused += stripes_sum(db, offsetof(tsdb_stripe, points_refused));
+    out->series_refused += stripes_sum(db, offsetof(tsdb_stripe, series_refused));
     out->blocks = db->hot.n;
     out->block_bytes = db->hot.bytes;
     out->block_points = db->hot.points;
@@ -912,11 +1252,13 @@ void tern_tsdb_get_stats(tern_tsdb *db, tern_tsdb_stats *out)
     for (uint32_t i = 0; i < db->n_devices; i++)
         if (db->devices[i])
             hb += sizeof(tsdb_device) + db->devices[i]->name_len + 1
-                + db->devices[i]->cap_series * 2 * sizeof(uint32_t)
+                + db->devices[i]->cap_series * (2 * sizeof(uint32_t) + sizeof(void *))
                 + (db->devices[i]->tags ? strlen(db->devices[i]->tags) + 1 : 0);
-    hb += (size_t)db->cap_series * sizeof(void *) + (size_t)db->cap_devices * sizeof(void *)
-        + (size_t)db->device_map.cap * 4;
+    hb += (size_t)db->cap_series * sizeof(void *) + (size_t)db->cap_devices * sizeof(void *);
+    for (uint32_t k = 0; k < TSDB_STRIPES; k++)
+        hb += (size_t)db->stripes[k].cap * sizeof(void *);
     out->head_bytes = hb;
+    stripes_unlock_all(db);
     pthread_mutex_unlock(&db->mu);
 }
 
@@ -960,10 +1302,15 @@ int tern_tsdb_open(const tern_tsdb_options *o, tern_tsdb **out, char *err, size_
     db->hot.subdir = "blocks";
     db->warm.subdir = "warm";
     pthread_mutex_init(&db->mu, NULL);
+    pthread_mutex_init(&db->metric_mu, NULL);
     pthread_mutex_init(&db->maint_mu, NULL);
     pthread_mutex_init(&db->bg_mu, NULL);
     pthread_cond_init(&db->bg_cv, NULL);
-    int rc = db->dir ? 0 : TERN_ENOMEM;
+    db->stripes = tern_calloc(TSDB_STRIPES, sizeof(*db->stripes));
+    if (db->stripes)
+        for (uint32_t k = 0; k < TSDB_STRIPES; k++)
+            pthread_mutex_init(&db->stripes[k].mu, NULL);
+    int rc = db->dir && db->stripes ? 0 : TERN_ENOMEM;
     if (rc == 0 && mkdir(o->dir, 0755) != 0 && errno != EEXIST)
         rc = -errno;
     char path[4096];
@@ -1050,7 +1397,7 @@ int tern_tsdb_close(tern_tsdb *db, bool flush)
     if (flush)
         rc = tern_tsdb_flush(db);
     pthread_mutex_lock(&db->mu);
-    db->closed = true;
+    __atomic_store_n(&db->closed, true, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&db->mu);
     if (db->wal) {
         int wrc = tern_wal_close(db->wal);
@@ -1064,7 +1411,12 @@ int tern_tsdb_close(tern_tsdb *db, bool flush)
     tern_buf_free(&db->wal_rec);
     if (db->lock_fd >= 0)
         close(db->lock_fd);
+    if (db->stripes)
+        for (uint32_t k = 0; k < TSDB_STRIPES; k++)
+            pthread_mutex_destroy(&db->stripes[k].mu);
+    tern_free(db->stripes);
     pthread_mutex_destroy(&db->mu);
+    pthread_mutex_destroy(&db->metric_mu);
     pthread_mutex_destroy(&db->maint_mu);
     pthread_mutex_destroy(&db->bg_mu);
     pthread_cond_destroy(&db->bg_cv);

@@ -17,10 +17,13 @@
  * docs/formats/tsdb-block.md) per time range; compaction merges blocks; retention drops whole
  * blocks, handing them to the cold hook first.
  *
- * Threading: a tern_tsdb is thread-safe. Writes are serialised on one lock (cheap: points are
- * appended to per-series buffers); queries read immutable blocks without the lock and copy the
- * head's part under it. Block cutting, compaction and retention run on the caller of
- * tern_tsdb_maintain (a background thread when options.background is set).
+ * Threading: a tern_tsdb is thread-safe. Writers of different devices run in parallel: the
+ * head is split into lock stripes by device (docs/tsdb.md, "Write path"); creating devices,
+ * series or metrics briefly takes the store-wide lock. Concurrent writes of the same (series,
+ * ts) are ordered alike in the head and the WAL, so a replay shows the value queries showed.
+ * Queries read immutable blocks without locks and copy the head's part under its stripe. Block
+ * cutting, compaction and retention run on the caller of tern_tsdb_maintain (a background
+ * thread when options.background is set); a cut pauses writers while it runs.
  *
  * Errors: 0 or a negative TERN_E* code; messages for the user go to an err buffer where offered.
  */

@@ -46,7 +46,8 @@ typedef struct tsdb_series {
     uint8_t n_buf;   /* points in buf */
     uint8_t n_frags; /* chunks in frag */
     uint8_t pad;
-    uint32_t n_frag_points; /* points held in frag */
+    uint32_t n_frag_points;     /* points held in frag */
+    struct tsdb_stripe *stripe; /* the lock stripe of its device: guards everything below */
     uint32_t frag_len, frag_cap;
     uint32_t n_late, cap_late;
     uint8_t *frag;    /* [varint chunk length][chunk] ... in time order */
@@ -64,6 +65,8 @@ typedef struct tsdb_device {
     uint32_t n_series, cap_series;
     uint32_t *series; /* series ids, sorted by metric name */
     uint32_t *metric; /* metric[i]: series[i]'s metric id (scanned without chasing pointers) */
+    struct tsdb_series **sp; /* sp[i]: series[i] itself (writers use it without db->series) */
+    uint32_t stripe;         /* index of its lock stripe (from the name's hash) */
     /* series known from blocks only (not in the head): metric id << 2 | kind, so that a new
      * point of the other kind is refused after a restart as before it */
     uint32_t *known;
@@ -81,6 +84,29 @@ typedef struct tsdb_name_map {
     uint32_t cap;    /* power of two */
     uint32_t used;
 } tsdb_name_map;
+
+/*
+ * Lock stripes. Devices are spread over TSDB_STRIPES stripes by the hash of their name; a
+ * stripe's mutex guards the head of its devices' series (buffers, fragments, late lists, last
+ * value), its device map and its counters. Writers of devices in different stripes run in
+ * parallel. Lock order: db->mu, then stripes in ascending index; metric_mu and the WAL's
+ * mutex are leaves. The index's shape (creating devices, metrics, series; changing tags;
+ * db->devices / db->series / db->metrics arrays) changes only under db->mu AND the stripe of the
+ * device concerned, so it may be read under either. Cutting, checkpointing and stats hold
+ * db->mu and every stripe. A batch's WAL record is written per stripe, while that stripe is
+ * held, so the WAL's order of the points of any one series is the head's order.
+ */
+#define TSDB_STRIPES 32u
+
+typedef struct tsdb_stripe {
+    pthread_mutex_t mu;
+    struct tsdb_device **slots; /* open addressing by name hash, NULL = empty */
+    uint32_t cap, used;
+    /* counters, changed under mu */
+    uint64_t head_points, late_points;
+    uint64_t points_written, points_refused, series_refused;
+    char pad[32]; /* 128 bytes: a stripe's lock and counters share no line with another's */
+} tsdb_stripe;
 
 /* A loaded block: one immutable file read through mmap. Refcounted so that queries keep using a
  * block that compaction or retention removes meanwhile. */
@@ -132,12 +158,13 @@ struct tern_tsdb {
     tern_tsdb_options opt;
     char *dir;
     int lock_fd;
-    pthread_mutex_t mu; /* the head, the index, the block list */
+    pthread_mutex_t mu;   /* the index's shape, the block lists, the head's range (see stripes) */
+    tsdb_stripe *stripes; /* TSDB_STRIPES of them */
+    pthread_mutex_t metric_mu; /* writers' metric lookups (creation also holds mu) */
 
     /* index */
     tsdb_device **devices; /* by id */
     uint32_t n_devices, cap_devices;
-    tsdb_name_map device_map;
     tsdb_metric *metrics; /* by id */
     uint32_t n_metrics, cap_metrics;
     tsdb_name_map metric_map;
@@ -145,9 +172,10 @@ struct tern_tsdb {
     uint32_t n_series, cap_series;
 
     /* head */
-    int64_t head_start; /* points < head_start are backfill; INT64_MIN until the first point */
-    int64_t head_max;   /* newest ts seen */
-    uint64_t head_points, late_points;
+    /* points < head_start are backfill; INT64_MIN until the first point. Written under mu
+     * (and every stripe once set), read by writers with an atomic load. */
+    int64_t head_start;
+    int64_t head_max; /* newest ts seen (atomic max by writers) */
 
     /* blocks: raw points (hot) and 1-minute windows (warm) */
     tsdb_blockset hot, warm;
@@ -161,7 +189,7 @@ struct tern_tsdb {
 
     /* WAL (NULL when disabled) */
     tern_wal *wal;
-    tern_buf wal_rec;        /* record being built (under mu) */
+    tern_buf wal_rec;        /* checkpoint record being built (under mu and every stripe) */
     uint32_t wal_metrics_ok; /* metrics [0, n) already defined in the current WAL generation */
     uint32_t wal_devices_ok;
     uint32_t wal_series_ok;
@@ -236,7 +264,21 @@ int tsdb_rollup(tern_tsdb *db, int64_t lo, int64_t hi, uint64_t src_seq);
 
 /* ---- index.c ---- */
 uint64_t tsdb_name_hash(const char *s, size_t len);
+/* tsdb_stripe_of: the stripe index of a device name's hash. */
+static inline uint32_t tsdb_stripe_of(uint64_t name_hash)
+{
+    return (uint32_t)(name_hash >> 59) & (TSDB_STRIPES - 1);
+}
+/* tsdb_device_get finds (or, with create, makes: caller holds mu and the device's stripe) the
+ * device. Readers hold mu or the stripe. */
 int tsdb_device_get(tern_tsdb *db, const char *name, size_t len, bool create, tsdb_device **out);
+/* tsdb_device_find looks a device up by name and precomputed hash in its stripe's map (caller
+ * holds that stripe or mu). NULL if absent. */
+tsdb_device *tsdb_device_find(tern_tsdb *db, const char *name, size_t len, uint64_t hash);
+/* tsdb_device_series finds the device's series of metric (hint: a likely position), or NULL. */
+tsdb_series *tsdb_device_series(const tsdb_device *d, uint32_t metric, uint32_t *hint);
+/* tsdb_device_known_kind: the kind blocks hold for the device's metric (0: none known). */
+uint8_t tsdb_device_known_kind(const tsdb_device *d, uint32_t metric);
 int tsdb_device_set_tags(
     tern_tsdb *db, tsdb_device *d, const char *tags, size_t len, bool *changed);
 int tsdb_metric_get(tern_tsdb *db, const char *name, size_t len, bool create, uint32_t *out);
@@ -263,15 +305,28 @@ bool tsdb_tags_match(const char *tags, const char *filter);
 const char *tsdb_tag_value(const char *tags, const char *key, size_t *len);
 
 /* ---- head.c ---- */
-/* tsdb_head_add puts one point into the series (buffer, fragment seal, or late list). */
-int tsdb_head_add(tern_tsdb *db, tsdb_series *s, int64_t ts, uint64_t v);
+/* tsdb_head_add puts one point into the series (buffer, fragment seal, or late list). Caller
+ * holds the series' stripe (or is alone, at open) and counts the outcome into the stripe's
+ * head_points / late_points (not here: that would write the stripe's line per point).
+ * Returns TSDB_HEAD_REPLACED (a point of that ts was there: the new value won), TSDB_HEAD_NEW,
+ * TSDB_HEAD_NEW_LATE (into the late list), or TERN_ENOMEM / TERN_ECORRUPT. */
+enum { TSDB_HEAD_REPLACED = 0, TSDB_HEAD_NEW = 1, TSDB_HEAD_NEW_LATE = 2 };
+int tsdb_head_add(tsdb_series *s, int64_t ts, uint64_t v);
 /* tsdb_head_collect appends the series' head points with ts in [lo, hi) to out (sorted, unique,
- * later writes winning): fragments, buffer and late list merged. */
+ * later writes winning): fragments, buffer and late list merged. It takes the series' stripe
+ * itself: the caller must not hold it. */
 int tsdb_head_collect(const tsdb_series *s, int64_t lo, int64_t hi, tern_buf *out);
-/* tsdb_head_take removes and returns (like collect) every point with ts < before. */
-int tsdb_head_take(tern_tsdb *db, tsdb_series *s, int64_t before, tern_buf *out);
-/* tsdb_head_min_ts: the series' oldest head point, INT64_MAX if none. */
+/* tsdb_head_take removes and returns (like collect) every point with ts < before. Caller holds
+ * the series' stripe. */
+int tsdb_head_take(tsdb_series *s, int64_t before, tern_buf *out);
+/* tsdb_head_min_ts: the series' oldest head point, INT64_MAX if none. It takes the series'
+ * stripe itself; tsdb_head_min_ts_locked is for a caller that holds it. */
 int64_t tsdb_head_min_ts(const tsdb_series *s);
+int64_t tsdb_head_min_ts_locked(const tsdb_series *s);
+/* tsdb_head_last reads the series' newest point (last_ts, last_v) under its stripe: false if it
+ * has none. For queries (which hold db->mu, not the stripe): writers change it meanwhile. */
+bool tsdb_head_last(const tsdb_series *s, tsdb_point *out);
+/* tsdb_head_bytes: memory held by the series (caller holds its stripe). */
 size_t tsdb_head_bytes(const tsdb_series *s);
 void tsdb_series_free(tsdb_series *s);
 

@@ -544,11 +544,15 @@ int tern_wal_append(tern_wal *w, const void *rec, size_t len, uint64_t *seq)
     if (rc == 0) {
         w->cur_size += rec_bytes;
         my_seq = ++w->written_seq;
+        /* The sync thread sleeps without a deadline only when nothing is unsynced (or after a
+         * segment change): waking it for every append of a group costs more than the append. */
+        bool wake = my_seq == w->durable_seq + 1 || w->dir_dirty || w->n_retired > 0;
         if (!w->opt.fsync)
             w->durable_seq = w->written_seq;
         else if (my_seq == w->durable_seq + 1)
             w->first_unsynced_ms = mono_ms();
-        pthread_cond_signal(&w->work_cv);
+        if (wake)
+            pthread_cond_signal(&w->work_cv);
     }
     pthread_mutex_unlock(&w->mu);
     if (rc == 0 && w->opt.fsync && w->opt.group_commit_ms == 0)
