@@ -38,6 +38,11 @@ struct tern_stream {
     size_t last_batch_device_len;
     int pending_appends;
     int append_error;
+    /* the warm tier's windows: complete from valid_from on (the stream's first points plus
+     * the allowed lateness: earlier windows may miss points read before a restart) */
+    int64_t valid_from;
+    bool valid_known; /* valid_from is set (INT64_MIN: the group reads the log from its start) */
+    uint64_t window_write_errors;
     pthread_mutex_t mu; /* stats, append completions */
     /* the stats as counters of the process's registry (/metrics), advanced after each batch */
     tern_metrics_counter *m_counters[10];
@@ -57,6 +62,7 @@ void tern_stream_config_default(tern_stream_config *c)
     c->root = "fleet";
     c->max_batch = 4096;
     c->alerts = "alerts";
+    c->write_windows = true;
     tern_window_config_default(&c->window);
 }
 
@@ -176,10 +182,52 @@ static int on_alert(void *arg, const tern_alert_event *e)
 
 static int on_window(void *arg, const tern_window_result *w)
 {
-    (void)w;
     tern_stream *s = arg;
     s->st.windows++;
+    if (!s->cfg.write_windows || s->cfg.window.window_ms != 60000)
+        return 0; /* the warm tier holds 1-minute windows only */
+    tern_tsdb_window tw = {
+        .device = w->device,
+        .device_len = w->device_len,
+        .metric = w->metric,
+        .metric_len = w->metric_len,
+        .start_ms = w->start_ms,
+        .count = w->count,
+        .sum = w->sum,
+        .min = w->min,
+        .max = w->max,
+        .last = w->last,
+        .sketch = w->sketch,
+    };
+    int rc = tern_tsdb_write_windows(s->db, &tw, 1, INT64_MIN, s->valid_from);
+    if (rc) {
+        /* provisional data (the store recomputes windows from raw at the cut): never a
+         * reason to hold the stream back */
+        s->window_write_errors++;
+        TERN_LOG_RATELIMITED(TERN_LOG_WARN, "stream",
+            "a window for the warm tier was not "
+            "written (%s): queries read raw points there",
+            tern_strerror(rc));
+    }
     return 0;
+}
+
+/* After a batch: the windows before the engine's closed frontier are all written. */
+static void windows_complete(tern_stream *s)
+{
+    if (!s->cfg.write_windows || s->cfg.window.window_ms != 60000)
+        return;
+    tern_window_stats ws;
+    tern_window_get_stats(s->windows, &ws);
+    if (!s->valid_known && ws.watermark_ms != INT64_MIN) {
+        /* the first points seen: windows from the minute after the newest of them plus the
+         * allowed lateness hold only points this stream read */
+        int64_t t = ws.watermark_ms + 2 * s->cfg.window.allowed_lateness_ms;
+        s->valid_from = t - (t % 60000 + 60000) % 60000 + 60000;
+        s->valid_known = true;
+    }
+    if (ws.closed_before_ms != INT64_MIN)
+        (void)tern_tsdb_write_windows(s->db, NULL, 0, ws.closed_before_ms, s->valid_from);
 }
 
 /* ---- one record ---- */
@@ -333,6 +381,8 @@ int tern_stream_run_once(tern_stream *s, int timeout_ms)
         rc = tern_log_consumer_commit_all(s->consumer);
     if (rc == 0)
         rc = tern_window_tick(s->windows, now);
+    if (rc == 0)
+        windows_complete(s);
     if (rc == 0 && s->alerts) {
         /* absence rules fire against the watermark; their appends are durable with the next
          * batch's commit (a crash repeats the transition at worst: at-least-once) */
@@ -423,6 +473,20 @@ static void *stream_main(void *arg)
     return NULL;
 }
 
+/* True when the group has committed nothing and the log still holds every record it took:
+ * the stream then reads everything, and its windows are complete from the first. */
+static bool reads_whole_log(tern_log *log, const tern_stream_config *c, uint32_t parts)
+{
+    for (uint32_t p = 0; p < parts; p++) {
+        int64_t committed = 0, earliest = 0, latest = 0;
+        if (tern_log_committed(log, c->group, c->topic, p, &committed) != 0
+            || committed != TERN_LOG_OFFSET_EARLIEST
+            || tern_log_offsets(log, c->topic, p, &earliest, &latest) != 0 || earliest != 0)
+            return false;
+    }
+    return true;
+}
+
 int tern_stream_new(tern_log *log, tern_tsdb *db, const tern_stream_config *c, tern_stream **out,
     char *err, size_t err_cap)
 {
@@ -434,6 +498,7 @@ int tern_stream_new(tern_log *log, tern_tsdb *db, const tern_stream_config *c, t
     s->log = log;
     s->db = db;
     s->cfg = *c;
+    s->valid_from = INT64_MIN;
     pthread_mutex_init(&s->mu, NULL);
     uint32_t parts = 0;
     int rc = tern_log_partition_count(log, c->topic, &parts);
@@ -500,6 +565,7 @@ int tern_stream_new(tern_log *log, tern_tsdb *db, const tern_stream_config *c, t
         tern_stream_free(s);
         return rc;
     }
+    s->valid_known = reads_whole_log(log, c, parts);
     *out = s;
     return 0;
 }

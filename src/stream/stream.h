@@ -14,8 +14,9 @@
  *   - only then commits the consumer's offsets. At-least-once delivery plus the store's
  *     idempotent writes ((series, ts): last write wins) store each point exactly once, across
  *     crashes and rebalances.
- * The warm tier's 1-minute windows are computed by the store from the raw points at each cut
- * (so they always match raw, late points included). Alert rules (alert.h) see every accepted
+ * Closed 1-minute windows (and their corrections) go to the store's warm tier as they close,
+ * so warm queries see the last minutes; the store recomputes them from the raw points at each
+ * cut (so they end equal to raw, late points included). Alert rules (alert.h) see every accepted
  * point in event time and the watermark; their transitions are appended to the alerts topic
  * and handed to the publish hook (MQTT alerts/{device}/{rule}).
  *
@@ -43,6 +44,9 @@ typedef struct tern_stream_config {
     tern_window_config window;
     const char *rules;  /* alert rules file (docs/alerts.md); NULL or "": no alerts */
     const char *alerts; /* log topic alerts are appended to ("alerts") */
+    /* write closed 1-minute windows into the store's warm tier (tern_tsdb_write_windows):
+     * provisional until the store recomputes them from raw at the cut (default true) */
+    bool write_windows;
     /* publish (may be NULL) is called from the stream's thread for every alert transition with
      * the MQTT topic alerts/{device}/{rule} and the alert as JSON; `tern serve` hands it to its
      * broker. */

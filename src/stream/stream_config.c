@@ -26,6 +26,9 @@ const tern_config_schema tern_stream_config_schema[] = {
         "alert rules file (docs/alerts.md); unset: no alerts", 0, 0, 0, NULL },
     { "stream.alerts_topic", TERN_CONFIG_STRING, "alerts",
         "log topic alert transitions are appended to", 0, 0, 0, NULL },
+    { "stream.write_windows", TERN_CONFIG_BOOL, "true",
+        "write closed 1-minute windows into the warm tier (provisional until the cut)", 0, 0, 0,
+        NULL },
     { NULL, 0, NULL, NULL, 0, 0, 0, NULL },
 };
 
@@ -42,4 +45,5 @@ void tern_stream_config_load(const tern_config *cfg, tern_stream_config *out)
     out->window.retain_ms = tern_config_get_int(cfg, "stream.retain");
     out->rules = tern_config_get_string(cfg, "stream.rules");
     out->alerts = tern_config_get_string(cfg, "stream.alerts_topic");
+    out->write_windows = tern_config_get_bool(cfg, "stream.write_windows");
 }

@@ -145,7 +145,8 @@ int tsdb_block_writer_open(tern_tsdb *db, const char *subdir, int64_t min_ts, in
     if (!w)
         return TERN_ENOMEM;
     w->db = db;
-    w->seq = db->next_block_seq++;
+    /* atomic: stream windows are written from the stream's thread beside maintenance */
+    w->seq = __atomic_fetch_add(&db->next_block_seq, 1, __ATOMIC_RELAXED);
     w->min_ts = min_ts;
     w->max_ts = max_ts;
     w->src_seq = src_seq;

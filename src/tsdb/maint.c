@@ -486,6 +486,7 @@ int tsdb_rollup_run(tern_tsdb *db)
         pthread_mutex_lock(&db->mu);
         memmove(&db->rollups[0], &db->rollups[1], (db->n_rollups - 1) * sizeof(*db->rollups));
         db->n_rollups--;
+        tsdb_swarm_trim(db, tsdb_warm_covered_locked(db)); /* replaced by windows from raw */
         pthread_mutex_unlock(&db->mu);
     }
 }

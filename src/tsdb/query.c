@@ -447,7 +447,8 @@ static int gather_locked(
     }
     if (rc)
         return rc;
-    size_t need = db->hot.n + db->warm.n;
+    const tsdb_blockset *sw = tsdb_swarm_blocks(db);
+    size_t need = db->hot.n + db->warm.n + (sw ? sw->n : 0);
     if (d->cap_blocks < need) {
         tsdb_block **p = tern_realloc(d->blocks, need * sizeof(*p));
         if (!p)
@@ -464,6 +465,15 @@ static int gather_locked(
     }
     for (size_t i = 0; i < db->warm.n && d->warm_end > q->start_ms; i++) {
         tsdb_block *b = db->warm.b[i];
+        if (b->max_ts < q->start_ms || b->min_ts >= d->warm_end)
+            continue;
+        __atomic_add_fetch(&b->refs, 1, __ATOMIC_ACQ_REL);
+        d->blocks[d->n_blocks++] = b;
+        d->n_warm++;
+    }
+    /* the stream's windows: sorted with the warm blocks by sequence, so the newest wins */
+    for (size_t i = 0; sw && i < sw->n && d->warm_end > q->start_ms; i++) {
+        tsdb_block *b = sw->b[i];
         if (b->max_ts < q->start_ms || b->min_ts >= d->warm_end)
             continue;
         __atomic_add_fetch(&b->refs, 1, __ATOMIC_ACQ_REL);
@@ -560,7 +570,8 @@ typedef struct query_ctx {
     size_t n_groups, cap_groups;
     char *err;
     size_t err_cap;
-    int64_t warm_end; /* [start, warm_end) is answered by the warm tier */
+    int64_t warm_end;     /* [start, warm_end) is answered by the warm tier */
+    int64_t rolled_until; /* of which windows recomputed from raw cover [start, rolled_until) */
 } query_ctx;
 
 static int emit(query_ctx *c, tern_tsdb_row *row)
@@ -712,10 +723,15 @@ static int scan_devices(tern_tsdb *db, query_ctx *c, const uint32_t *ids, uint32
         pthread_mutex_lock(&db->mu);
         tsdb_device *dev = db->devices[ids[k]];
         /* Points that came late for a range already rolled up wait in the head until the next
-         * cut recomputes its windows: a device holding such points is answered from raw. */
-        d->warm_end = c->warm_end;
+         * cut recomputes its windows: a device holding such points is answered from raw. (The
+         * stream's windows past the rolled-up part hold the head's points.) */
+        int64_t rolled = c->rolled_until < c->warm_end ? c->rolled_until : c->warm_end;
+        /* past the rolled-up part, the stream's windows: for the devices it writes */
+        d->warm_end = dev->stream_windows ? c->warm_end : rolled;
+        if (d->warm_end < q->start_ms)
+            d->warm_end = q->start_ms;
         for (uint32_t i = 0; i < dev->n_series && d->warm_end > q->start_ms; i++)
-            if (tsdb_head_min_ts(db->series[dev->series[i]]) < d->warm_end)
+            if (tsdb_head_min_ts(db->series[dev->series[i]]) < rolled)
                 d->warm_end = q->start_ms;
         tern_free(tags);
         tags = dev->tags ? tern_strdup(dev->tags) : NULL;
@@ -753,16 +769,36 @@ static void *scan_thread(void *arg)
     return NULL;
 }
 
-/* Where the warm tier's windows are complete: everything cut into raw blocks and rolled up. */
-static int64_t warm_covered_until(tern_tsdb *db)
+int64_t tsdb_warm_covered_locked(const tern_tsdb *db)
 {
-    pthread_mutex_lock(&db->mu);
     int64_t until = db->head_start == INT64_MIN ? INT64_MAX : db->head_start;
     for (size_t i = 0; i < db->n_rollups; i++)
         if (db->rollups[i].lo < until)
             until = db->rollups[i].lo;
     if (db->warm.n == 0)
         until = INT64_MIN;
+    return until;
+}
+
+/*
+ * Where the warm tier's windows are complete: everything cut into raw blocks and rolled up
+ * (*rolled), then on through the stream's windows when they join it (they start no later).
+ */
+static int64_t warm_covered_until(tern_tsdb *db, int64_t *rolled)
+{
+    pthread_mutex_lock(&db->mu);
+    int64_t until = tsdb_warm_covered_locked(db);
+    /* nothing cut yet: the head holds everything from head_start on (older points are
+     * backfill, which sends their device to raw) */
+    if (until == INT64_MIN && db->hot.n == 0)
+        until = db->head_start;
+    *rolled = until;
+    int64_t from, s_until;
+    tsdb_swarm_range(db, &from, &s_until);
+    if (until != INT64_MIN && s_until != INT64_MIN && s_until > until && from <= until)
+        until = s_until;
+    else if (db->warm.n == 0)
+        until = *rolled = INT64_MIN; /* as before: no warm tier at all */
     pthread_mutex_unlock(&db->mu);
     return until;
 }
@@ -770,7 +806,7 @@ static int64_t warm_covered_until(tern_tsdb *db)
 /* Decides which part of q the warm tier answers (see tern_tsdb_tier). */
 static int choose_tier(tern_tsdb *db, tern_tsdb_query *q, query_ctx *c, char *err, size_t err_cap)
 {
-    c->warm_end = q->start_ms;
+    c->warm_end = c->rolled_until = q->start_ms;
     q->tier_used = TERN_TIER_HOT;
     if (q->aggs == 0 || q->tier == TERN_TIER_HOT) {
         if (q->aggs == 0 && q->tier == TERN_TIER_WARM) {
@@ -797,7 +833,7 @@ static int choose_tier(tern_tsdb *db, tern_tsdb_query *q, query_ctx *c, char *er
         || (w >= 10 * TSDB_WINDOW_MS && !(q->aggs & TERN_AGG_P95));
     if (!aligned || !worth)
         return 0;
-    int64_t until = warm_covered_until(db);
+    int64_t until = warm_covered_until(db, &c->rolled_until);
     if (until > q->end_ms)
         until = q->end_ms;
     if (until != INT64_MIN) {

@@ -1404,6 +1404,7 @@ int tern_tsdb_close(tern_tsdb *db, bool flush)
         if (rc == 0)
             rc = wrc;
     }
+    tsdb_swarm_free(db);
     tsdb_blockset_free(&db->hot);
     tsdb_blockset_free(&db->warm);
     tern_free(db->rollups);

@@ -210,4 +210,36 @@ int tern_tsdb_query_run(
  * TERN_ENOTFOUND for an unknown device. */
 int tern_tsdb_last(tern_tsdb *db, const char *device, tern_tsdb_row_fn fn, void *arg);
 
+/* ---- windows from the stream processor (the warm tier's recent part) -------------------- */
+
+/* A closed 1-minute window of one series, as the stream processor computed it in event time. */
+typedef struct tern_tsdb_window {
+    const char *device;
+    size_t device_len;
+    const char *metric;
+    size_t metric_len;
+    int64_t start_ms; /* a multiple of 60,000: the warm tier's windows */
+    uint64_t count;   /* >= 1 */
+    double sum, min, max, last;
+    /* the window's values for p95; may be NULL only when count <= 2 or min == max (the
+     * aggregates imply them) */
+    const struct tern_sketch *sketch;
+} tern_tsdb_window;
+
+/*
+ * tern_tsdb_write_windows hands the store n windows the stream closed (or corrected: a window
+ * written again replaces the earlier one). They are provisional: warm-tier queries read them
+ * for the range the head still holds, and the windows recomputed from raw points at the cut
+ * replace them (late points included). Not durable (the raw points are). complete_before:
+ * every window starting before it has been written (the stream's closed frontier); valid_from:
+ * windows from here on saw every point (after a restart the stream resumes from a committed
+ * offset, and the windows before are partial); INT64_MIN for either: no news. Written as blocks
+ * of a few minutes, in the caller's thread. Returns 0, TERN_EINVAL (a window is malformed:
+ * nothing taken), TERN_ENOMEM or TERN_EIO.
+ */
+int tern_tsdb_write_windows(tern_tsdb *db, const tern_tsdb_window *w, size_t n,
+    int64_t complete_before, int64_t valid_from);
+/* tern_tsdb_flush_windows writes the buffered windows now (tests, shutdown). */
+int tern_tsdb_flush_windows(tern_tsdb *db);
+
 #endif

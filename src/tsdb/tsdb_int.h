@@ -71,6 +71,9 @@ typedef struct tsdb_device {
      * point of the other kind is refused after a restart as before it */
     uint32_t *known;
     uint32_t n_known, cap_known;
+    /* the stream writes its windows (warm_stream.c): warm queries may read them for the head's
+     * range; a device written only over HTTP has none there (under mu) */
+    bool stream_windows;
 } tsdb_device;
 
 typedef struct tsdb_metric {
@@ -179,6 +182,8 @@ struct tern_tsdb {
 
     /* blocks: raw points (hot) and 1-minute windows (warm) */
     tsdb_blockset hot, warm;
+    /* the stream's provisional windows (warm_stream.c); NULL until used */
+    struct tsdb_swarm *swarm;
     uint64_t next_block_seq;
     /* ranges cut into raw blocks whose windows are not computed yet (maintenance does it) */
     struct tsdb_rollup_job {
@@ -236,6 +241,17 @@ int tsdb_warm_encode(const tsdb_windows *ws, tern_buf *out);
 int tsdb_warm_decode(const uint8_t *data, size_t len, int64_t lo, int64_t hi, tsdb_windows *out);
 /* tsdb_windows_merge merges b into a; b wins for equal window starts. */
 int tsdb_windows_merge(tsdb_windows *a, const tsdb_windows *b);
+
+/* ---- warm_stream.c: the stream's provisional windows ---- */
+typedef struct tsdb_swarm tsdb_swarm;
+void tsdb_swarm_free(tern_tsdb *db);
+/* Under db->mu: the range the flushed stream windows answer, [*from, *until) (INT64_MIN: none
+ * or no bound), their blocks (NULL: none), and dropping the blocks before covered_until. */
+void tsdb_swarm_range(const tern_tsdb *db, int64_t *from, int64_t *until);
+const tsdb_blockset *tsdb_swarm_blocks(const tern_tsdb *db);
+void tsdb_swarm_trim(tern_tsdb *db, int64_t covered_until);
+/* Under db->mu: where windows recomputed from raw points cover the warm tier (query.c). */
+int64_t tsdb_warm_covered_locked(const tern_tsdb *db);
 
 /* ---- maint.c ---- */
 int tsdb_blockset_add(tern_tsdb *db, tsdb_blockset *set, tsdb_block *b);
