@@ -1,8 +1,9 @@
 /*
  * main.c: `tern-sim`, the fleet simulator's command line (docs/sim.md). It parses options,
  * runs src/sim, and prints one summary JSON line on stdout (and, with --verify, a verdict JSON
- * line). Exit status: 0 success (and verification held), 1 verification failed, 2 usage or
- * setup error, 3 a worker process died (the summary covers the others).
+ * line; with --api both carry the end-to-end latency the probe measured). Exit status: 0 success
+ * (and verification held), 1 verification failed, 2 usage or setup error, 3 a worker process died
+ * (the summary covers the others).
  */
 #include "base/buf.h"
 #include "base/error.h"
@@ -44,6 +45,9 @@ static void usage(FILE *f)
         "  --ack-log FILE                  write acknowledged seq ranges (JSON lines)\n"
         "  --verify --api HOST:PORT        check the store holds every acked point once\n"
         "  --verify-timeout D              re-check missing points this long (default 30s)\n"
+        "  --api HOST:PORT                 (also without --verify) measure end-to-end latency:\n"
+        "                                  publish -> queryable, on a sample of messages\n"
+        "  --e2e-timeout D                 a latency probe gives up after D (default 10s)\n"
         "  --processes P                   worker processes (default: as the open-file limit "
         "needs)\n"
         "  --quiet                         no progress line\n"
@@ -177,6 +181,7 @@ enum {
     OPT_VERIFY_TIMEOUT,
     OPT_QUIET,
     OPT_PROCESSES,
+    OPT_E2E_TIMEOUT,
     OPT_HELP,
 };
 
@@ -219,6 +224,7 @@ int main(int argc, char **argv)
         { "verify-timeout", required_argument, NULL, OPT_VERIFY_TIMEOUT },
         { "quiet", no_argument, NULL, OPT_QUIET },
         { "processes", required_argument, NULL, OPT_PROCESSES },
+        { "e2e-timeout", required_argument, NULL, OPT_E2E_TIMEOUT },
         { "help", no_argument, NULL, OPT_HELP },
         { NULL, 0, NULL, 0 },
     };
@@ -349,6 +355,9 @@ int main(int argc, char **argv)
             break;
         case OPT_PROCESSES:
             ok = parse_u32(optarg, &o.processes) && o.processes > 0;
+            break;
+        case OPT_E2E_TIMEOUT:
+            ok = parse_duration_ms(optarg, &o.e2e_timeout_ms) && o.e2e_timeout_ms > 0;
             break;
         case OPT_HELP:
         case 'h':

@@ -129,6 +129,8 @@ typedef struct sim {
     uint32_t n_ready;
     uint64_t backlog; /* samples waiting in FIFOs */
     tern_histogram lat_all, lat_sec;
+    tern_sim_probe *probe; /* the end-to-end latency probe (with an api), or NULL */
+    tern_histogram e2e;    /* what it measured (ns) */
     tern_sim_summary sum;
     uint64_t last_published, last_acked;
     tern_buf scratch;
@@ -717,6 +719,9 @@ static void device_try_send(device *d)
         d->tokens -= 1;
         s->sum.published++;
         sent_any = true;
+        /* the publish time: the PUBLISH is in the output, flushed to the socket below */
+        bool probe_wants = tern_sim_probe_wants(s->probe);
+        uint64_t pub_ns = s->o.qos == 1 || probe_wants ? tern_clock_mono_ns() : 0;
         tern_sim_dev_acct *a = &s->acct[d->idx - s->dev_first];
         if (p.dup) {
             s->sum.duplicates++;
@@ -728,12 +733,14 @@ static void device_try_send(device *d)
                 set_fatal(s, TERN_ENOMEM);
             if (!added)
                 s->sum.resent++;
+            else if (probe_wants) /* a sample's first publish: its latency can be probed */
+                tern_sim_probe_offer(
+                    s->probe, d->idx, tern_sim_schedule_stamp(&s->sched, d->idx, p.seq), pub_ns);
         }
         if (s->o.qos == 1) {
             for (uint32_t i = 0; i < s->o.window; i++) {
                 if (d->win[i].pid == 0) {
-                    d->win[i] = (slot) { p.seq, tern_clock_mono_ns(), p.data, p.len, pub.packet_id,
-                        p.dup };
+                    d->win[i] = (slot) { p.seq, pub_ns, p.data, p.len, pub.packet_id, p.dup };
                     break;
                 }
             }
@@ -936,6 +943,7 @@ void tern_sim_options_default(tern_sim_options *o)
     o->backoff_cap_ms = 10000;
     o->drain_ms = 10000;
     o->verify_timeout_ms = 30000;
+    o->e2e_timeout_ms = 10000;
     o->progress_fd = 2;
 }
 
@@ -949,7 +957,8 @@ static int check_options(const tern_sim_options *o)
         || !(o->out_of_order >= 0) || o->out_of_order > 1 || !(o->clock_drift >= 0)
         || o->clock_drift > 360000 || o->tunnel_min_s < 0 || o->tunnel_max_s < o->tunnel_min_s
         || o->backoff_cap_ms == 0 || o->backfill_rate < 0 || !o->client_prefix
-        || strlen(o->client_prefix) > 48 || (o->verify && !o->api))
+        || strlen(o->client_prefix) > 48 || (o->verify && !o->api)
+        || (o->api && o->e2e_timeout_ms == 0))
         return TERN_EINVAL;
     tern_sim_schedule sched = { 0, o->interval_ms, o->accel, o->n_devices, 0, 0, o->rush_x,
         o->rush_every_ms, o->rush_for_ms };
@@ -960,6 +969,12 @@ static int check_options(const tern_sim_options *o)
 
 static void sim_free(sim *s)
 {
+    if (s->probe) {
+        /* only on a failure: a run that ended took its results already */
+        tern_sim_probe_stop(s->probe, true);
+        tern_sim_probe_finish(s->probe, NULL, NULL, NULL);
+        s->probe = NULL;
+    }
     if (s->devs) {
         for (uint32_t i = 0; i < s->n_local; i++) {
             device *d = &s->devs[i];
@@ -1067,6 +1082,7 @@ static int sim_setup(sim *s)
         return rc;
     tern_histogram_init(&s->lat_all);
     tern_histogram_init(&s->lat_sec);
+    tern_histogram_init(&s->e2e);
     s->tty = isatty(o->progress_fd) == 1;
     return 0;
 }
@@ -1093,7 +1109,7 @@ static void sim_disconnect_all(sim *s)
 }
 
 int tern_sim_run_slice(const tern_sim_options *o, uint32_t dev_first, uint32_t n_local,
-    int report_fd, tern_sim_summary *out, tern_histogram *lat_out)
+    int report_fd, tern_sim_summary *out, tern_histogram *lat_out, tern_histogram *e2e_out)
 {
     int rc = check_options(o);
     if (rc != 0)
@@ -1109,6 +1125,9 @@ int tern_sim_run_slice(const tern_sim_options *o, uint32_t dev_first, uint32_t n
     s->report_fd = report_fd;
     tern_buf_init(&s->scratch);
     rc = sim_setup(s);
+    if (rc == 0 && o->api) /* after sim_setup: the probe thread inherits the blocked signals */
+        rc = tern_sim_probe_start(
+            o->api, o->client_prefix, s->profile, o->e2e_timeout_ms, &s->probe);
     if (rc != 0)
         goto done;
     uint64_t t0_ns = tern_clock_mono_ns();
@@ -1124,6 +1143,8 @@ int tern_sim_run_slice(const tern_sim_options *o, uint32_t dev_first, uint32_t n
     }
     tern_loop_timer_start(&s->housekeeping, HOUSEKEEPING_MS, HOUSEKEEPING_MS);
     rc = tern_loop_run(s->loop);
+    if (s->probe) /* nothing is published any more; an interruption drops the last probe */
+        tern_sim_probe_stop(s->probe, s->interrupted);
     if (rc == 0 && s->fatal != 0)
         rc = s->fatal;
     if (rc != 0)
@@ -1159,9 +1180,19 @@ int tern_sim_run_slice(const tern_sim_options *o, uint32_t dev_first, uint32_t n
     }
     if (o->verify && !s->interrupted)
         tern_sim_verify(o, &info, sum);
+    if (s->probe) {
+        /* its last sample was polled for while verification ran */
+        tern_sim_probe_finish(s->probe, &s->e2e, &sum->e2e_samples, &sum->e2e_timeouts);
+        s->probe = NULL;
+        sum->e2e_measured = true;
+        sum->e2e_p50_ms = (double)tern_histogram_percentile(&s->e2e, 0.5) / 1e6;
+        sum->e2e_p99_ms = (double)tern_histogram_percentile(&s->e2e, 0.99) / 1e6;
+    }
     *out = *sum;
     if (lat_out)
         *lat_out = s->lat_all;
+    if (e2e_out)
+        *e2e_out = s->e2e;
 done:
     sim_free(s);
     tern_free(s);
@@ -1185,12 +1216,29 @@ int tern_sim_run(const tern_sim_options *o, tern_sim_summary *out)
     }
     if (procs > 1)
         return tern_sim_run_procs(&one, procs, out);
-    return tern_sim_run_slice(&one, 1, one.n_devices, -1, out, NULL);
+    return tern_sim_run_slice(&one, 1, one.n_devices, -1, out, NULL, NULL);
+}
+
+int tern_sim_e2e_json(tern_buf *out, const tern_sim_summary *s)
+{
+    if (!s->e2e_measured)
+        return tern_buf_append_str(
+            out, "\"e2e_samples\":0,\"e2e_timeouts\":0,\"e2e_p50_ms\":null,\"e2e_p99_ms\":null");
+    if (s->e2e_samples == 0)
+        return tern_buf_printf(out,
+            "\"e2e_samples\":0,\"e2e_timeouts\":%" PRIu64
+            ",\"e2e_p50_ms\":null,\"e2e_p99_ms\":null",
+            s->e2e_timeouts);
+    return tern_buf_printf(out,
+        "\"e2e_samples\":%" PRIu64 ",\"e2e_timeouts\":%" PRIu64
+        ",\"e2e_p50_ms\":%.3f,\"e2e_p99_ms\":%.3f",
+        s->e2e_samples, s->e2e_timeouts, s->e2e_p50_ms, s->e2e_p99_ms);
 }
 
 int tern_sim_summary_json(tern_buf *out, const tern_sim_summary *s)
 {
-    return tern_buf_printf(out,
+    size_t before = out->len;
+    int rc = tern_buf_printf(out,
         "{\"devices\":%u,\"metrics\":%zu,\"generated\":%" PRIu64 ",\"published\":%" PRIu64
         ",\"acked\":%" PRIu64 ",\"acked_points\":%" PRIu64 ",\"duplicates\":%" PRIu64
         ",\"resent\":%" PRIu64 ",\"reconnects\":%" PRIu64 ",\"tunnels\":%" PRIu64
@@ -1199,11 +1247,18 @@ int tern_sim_summary_json(tern_buf *out, const tern_sim_summary *s)
         ",\"late_resends\":%" PRIu64 ",\"reordered\":%" PRIu64 ",\"backpressure\":%" PRIu64
         ",\"conn_errors\":%" PRIu64 ",\"unacked\":%" PRIu64
         ",\"ack_p50_ms\":%.3f,\"ack_p99_ms\":%.3f,\"wall_s\":%.3f"
-        ",\"msgs_per_s\":%.1f,\"interrupted\":%s,\"processes\":%u,\"failed_processes\":%u}",
+        ",\"msgs_per_s\":%.1f,\"interrupted\":%s,\"processes\":%u,\"failed_processes\":%u,",
         s->devices, s->n_metrics, s->generated, s->published, s->acked, s->acked_points,
         s->duplicates, s->resent, s->reconnects, s->tunnels, s->dropped_offline, s->power_losses,
         s->lost_power, s->max_drift_ms, s->rush_generated, s->storm_drops, s->late_resends,
         s->reordered, s->backpressure, s->conn_errors, s->unacked, s->ack_p50_ms, s->ack_p99_ms,
         s->wall_s, s->wall_s > 0 ? (double)s->published / s->wall_s : 0.0,
         s->interrupted ? "true" : "false", s->processes, s->failed_processes);
+    if (rc == 0)
+        rc = tern_sim_e2e_json(out, s);
+    if (rc == 0)
+        rc = tern_buf_append_u8(out, '}');
+    if (rc != 0)
+        out->len = before;
+    return rc;
 }

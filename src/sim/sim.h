@@ -195,6 +195,30 @@ typedef struct tern_sim_verdict {
 void tern_sim_judge(const uint64_t *stored, size_t n_metrics, uint64_t acked, uint64_t uncertain,
     tern_sim_verdict *v);
 
+/* ---- end-to-end latency ------------------------------------------------------------------ */
+
+/*
+ * tern_sim_http_frame looks at the start of an HTTP/1.1 response, data[0..len) (untrusted, not
+ * NUL-ended), and tells whether it is whole: on 0 *status is the status code, *head_len the bytes
+ * of the status line and headers (blank line included), *body_len the bytes of the body (from
+ * Content-Length; 0 for 1xx, 204 and 304) and *keep_alive whether the connection stays open
+ * (HTTP/1.1 without "Connection: close", or HTTP/1.0 with "Connection: keep-alive"). A response
+ * is whole when len >= *head_len + *body_len. Returns 0, TERN_EPARTIAL (the headers are not all
+ * there yet; nothing is set) or TERN_EPROTO (not an HTTP/1.x response, a bad or missing
+ * Content-Length, a chunked body, headers beyond max_head bytes, a body beyond max_body bytes).
+ */
+int tern_sim_http_frame(const char *data, size_t len, size_t max_head, size_t max_body, int *status,
+    size_t *head_len, size_t *body_len, bool *keep_alive);
+
+/*
+ * tern_sim_parse_last_ts reads a last-value answer of the query API (docs/tsdb.md,
+ * GET /api/v1/last: {"rows":[{"device":..,"metric":"M","ts":T,"value":V},..],..}) and sets *ts_ms
+ * to the largest ts of the rows whose metric is metric. Untrusted input: bounded, never asserts.
+ * Returns 0, TERN_ENOTFOUND (well formed, no row of that metric; *ts_ms unchanged) or TERN_EPROTO
+ * (not that shape, or a ts that is not an integer).
+ */
+int tern_sim_parse_last_ts(const char *json, size_t len, const char *metric, int64_t *ts_ms);
+
 /* ---- the run ----------------------------------------------------------------------------- */
 
 typedef struct tern_sim_options {
@@ -232,6 +256,7 @@ typedef struct tern_sim_options {
     bool quiet;                 /* no progress line */
     int progress_fd;            /* where the progress line goes (2) */
     uint32_t processes;         /* worker processes; 0: as few as the open-file limit allows */
+    uint64_t e2e_timeout_ms;    /* with api: a latency probe gives up this long after the publish */
 } tern_sim_options;
 
 /* tern_sim_options_default fills o with the defaults of docs/sim.md (broker NULL). */
@@ -270,6 +295,11 @@ typedef struct tern_sim_summary {
     uint32_t processes;        /* processes that simulated the fleet (1: no workers) */
     uint32_t failed_processes; /* workers that died without reporting: their devices are
                                   missing from every count, and the run failed */
+    /* end-to-end latency (with o->api): publish -> queryable through GET /api/v1/last */
+    bool e2e_measured;             /* a probe ran (api given): the e2e_* fields mean something */
+    uint64_t e2e_samples;          /* probed samples that became queryable (in the percentiles) */
+    uint64_t e2e_timeouts;         /* probed samples not queryable within o->e2e_timeout_ms */
+    double e2e_p50_ms, e2e_p99_ms; /* over the e2e_samples; 0 when there are none */
 } tern_sim_summary;
 
 /* ---- processes --------------------------------------------------------------------------- */

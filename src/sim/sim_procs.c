@@ -8,10 +8,11 @@
  * those of a one-process run; only the misbehaviour's random stream is the worker's own. Each
  * worker has a pipe to the parent and writes records on it (sim_int.h): once a second its
  * progress and the latency histogram of that second, at the end its summary (verdict included:
- * each worker verifies its own devices) and the histogram of every latency. The parent prints
- * one progress line a second for the fleet (counts summed, latency percentiles from the merged
- * histograms), sums the summaries and verdicts, takes the run's p50/p99 from the merged
- * histogram, and joins the workers' ack logs (PATH.partK) into PATH in device order.
+ * each worker verifies its own devices) and the histograms of every ack latency and of every
+ * end-to-end latency its probe measured (with --api). The parent prints one progress line a
+ * second for the fleet (counts summed, latency percentiles from the merged histograms), sums the
+ * summaries and verdicts, takes the run's p50/p99 (ack and e2e) from the merged histograms, and
+ * joins the workers' ack logs (PATH.partK) into PATH in device order.
  *
  * Failure: a worker that ends without its summary (killed, crashed) or with a nonzero status
  * is reported on stderr and counted in failed_processes; the others run to their end. A SIGINT
@@ -147,21 +148,24 @@ static _Noreturn void worker_main(const tern_sim_options *o, const worker *w, in
     wo.ack_log = w->ack_part.len > 0 ? (const char *)w->ack_part.data : NULL;
     wo.progress_fd = -1;
     tern_sim_report_final *fin = tern_calloc(1, sizeof *fin);
-    tern_histogram *lat = tern_malloc(sizeof *lat);
+    tern_histogram *lat = tern_malloc(2 * sizeof *lat); /* publish -> PUBACK, -> queryable */
     if (!fin || !lat)
         _exit(3);
-    tern_histogram_init(lat);
-    fin->rc = tern_sim_run_slice(&wo, w->first, w->count, fd, &fin->sum, lat);
-    int rc = tern_sim_report_send(fd, TERN_SIM_REPORT_FINAL, fin, sizeof *fin, lat, sizeof *lat);
+    tern_histogram_init(&lat[0]);
+    tern_histogram_init(&lat[1]);
+    fin->rc = tern_sim_run_slice(&wo, w->first, w->count, fd, &fin->sum, &lat[0], &lat[1]);
+    int rc
+        = tern_sim_report_send(fd, TERN_SIM_REPORT_FINAL, fin, sizeof *fin, lat, 2 * sizeof *lat);
     _exit(rc == 0 ? 0 : 3);
 }
 
 /* ---- parent ------------------------------------------------------------------------------ */
 
-/* Reads one record of w into w's state; merges its histogram into lat_sec or lat_all. Returns 0,
- * TERN_ECLOSED (the worker closed its end) or another error (a broken record). */
-static int read_record(
-    worker *w, tern_histogram *scratch, tern_histogram *lat_sec, tern_histogram *lat_all)
+/* Reads one record of w into w's state; merges its histograms into lat_sec, or lat_all and
+ * e2e_all. Returns 0, TERN_ECLOSED (the worker closed its end) or another error (a broken
+ * record). */
+static int read_record(worker *w, tern_histogram *scratch, tern_histogram *lat_sec,
+    tern_histogram *lat_all, tern_histogram *e2e_all)
 {
     rec_hdr h;
     int rc = read_all(w->fd, &h, sizeof h);
@@ -178,16 +182,20 @@ static int read_record(
         tern_histogram_merge(lat_sec, scratch);
         return 0;
     }
-    if (h.type == TERN_SIM_REPORT_FINAL && h.len == sizeof w->fin + sizeof *scratch
+    if (h.type == TERN_SIM_REPORT_FINAL && h.len == sizeof w->fin + 2 * sizeof *scratch
         && !w->has_final) {
         rc = read_all(w->fd, &w->fin, sizeof w->fin);
+        if (rc == 0)
+            rc = read_all(w->fd, scratch, sizeof *scratch);
+        if (rc == 0 && w->fin.rc == 0)
+            tern_histogram_merge(lat_all, scratch);
         if (rc == 0)
             rc = read_all(w->fd, scratch, sizeof *scratch);
         if (rc != 0)
             return rc == TERN_ECLOSED ? TERN_EPROTO : rc;
         w->has_final = true;
         if (w->fin.rc == 0)
-            tern_histogram_merge(lat_all, scratch);
+            tern_histogram_merge(e2e_all, scratch);
         return 0;
     }
     return TERN_EPROTO;
@@ -287,6 +295,9 @@ static void summary_add(tern_sim_summary *a, const tern_sim_summary *b)
     a->verdict.duplicated_points += b->verdict.duplicated_points;
     a->verdict.uncertain_points += b->verdict.uncertain_points;
     a->verify_errors += b->verify_errors;
+    a->e2e_measured |= b->e2e_measured;
+    a->e2e_samples += b->e2e_samples;
+    a->e2e_timeouts += b->e2e_timeouts;
 }
 
 /* Joins the workers' ack logs into o->ack_log: the header of the first, then every part's
@@ -329,15 +340,15 @@ int tern_sim_run_procs(const tern_sim_options *o, uint32_t n_procs, tern_sim_sum
     TERN_ASSERT(n_procs >= 2 && n_procs <= o->n_devices);
     int rc = 0;
     worker *ws = tern_calloc(n_procs, sizeof *ws);
-    tern_histogram *h = tern_malloc(3 * sizeof *h); /* scratch, lat_sec, lat_all */
+    tern_histogram *h = tern_malloc(4 * sizeof *h); /* scratch, lat_sec, lat_all, e2e_all */
     struct pollfd *pfd = tern_calloc(n_procs, sizeof *pfd);
     uint32_t *pfd_worker = tern_calloc(n_procs, sizeof *pfd_worker);
     if (!ws || !h || !pfd || !pfd_worker) {
         rc = TERN_ENOMEM;
         goto done;
     }
-    tern_histogram *scratch = &h[0], *lat_sec = &h[1], *lat_all = &h[2];
-    for (int i = 0; i < 3; i++)
+    tern_histogram *scratch = &h[0], *lat_sec = &h[1], *lat_all = &h[2], *e2e_all = &h[3];
+    for (int i = 0; i < 4; i++)
         tern_histogram_init(&h[i]);
     tern_sim_options wo = *o;
     wo.connect_rate = o->connect_rate / n_procs > 0 ? o->connect_rate / n_procs : 1;
@@ -434,7 +445,7 @@ int tern_sim_run_procs(const tern_sim_options *o, uint32_t n_procs, tern_sim_sum
                 continue;
             worker *w = &ws[pfd_worker[i]];
             uint64_t n_before = w->n_progress;
-            int rrc = read_record(w, scratch, lat_sec, lat_all);
+            int rrc = read_record(w, scratch, lat_sec, lat_all, e2e_all);
             fresh |= w->n_progress != n_before;
             if (rrc != 0) {
                 worker_end(o, pfd_worker[i], w, rrc);
@@ -497,6 +508,9 @@ int tern_sim_run_procs(const tern_sim_options *o, uint32_t n_procs, tern_sim_sum
     sum.verify_ok = sum.verified && all_ok && sum.verify_errors == 0;
     sum.ack_p50_ms = (double)tern_histogram_percentile(lat_all, 0.5) / 1e6;
     sum.ack_p99_ms = (double)tern_histogram_percentile(lat_all, 0.99) / 1e6;
+    /* end-to-end percentiles of all the workers' probes together, like the ack latency */
+    sum.e2e_p50_ms = (double)tern_histogram_percentile(e2e_all, 0.5) / 1e6;
+    sum.e2e_p99_ms = (double)tern_histogram_percentile(e2e_all, 0.99) / 1e6;
     if (o->ack_log && sum.failed_processes == 0)
         rc = join_ack_logs(o, ws, n_procs);
     if (rc == 0)

@@ -537,6 +537,213 @@ int tern_sim_parse_counts(
     return 0;
 }
 
+/* One row object of a last-value answer (positioned after its '{'): *found and *ts_ms take the
+ * row's ts if its metric is metric (the largest, over several rows). */
+static bool js_last_row(jscan *j, const char *metric, bool *found, int64_t *ts_ms)
+{
+    const char *m = NULL;
+    size_t ml = 0;
+    bool has_ts = false;
+    int64_t ts = 0;
+    if (js_lit(j, '}'))
+        return false;
+    for (;;) {
+        const char *k;
+        size_t kl;
+        if (!js_string(j, &k, &kl) || !js_lit(j, ':'))
+            return false;
+        if (js_key_is(k, kl, "metric")) {
+            if (!js_string(j, &m, &ml))
+                return false;
+        } else if (js_key_is(k, kl, "ts")) {
+            double v;
+            /* ms since the epoch: integral, and exact in a double up to 2^53 */
+            if (!js_number(j, &v) || !(v >= -9007199254740992.0 && v <= 9007199254740992.0)
+                || v != floor(v))
+                return false;
+            ts = (int64_t)v;
+            has_ts = true;
+        } else if (!js_skip(j)) {
+            return false;
+        }
+        if (js_lit(j, ','))
+            continue;
+        if (js_lit(j, '}'))
+            break;
+        return false;
+    }
+    if (!m || !has_ts)
+        return false;
+    if (js_key_is(m, ml, metric) && (!*found || ts > *ts_ms)) {
+        *found = true;
+        *ts_ms = ts;
+    }
+    return true;
+}
+
+int tern_sim_parse_last_ts(const char *json, size_t len, const char *metric, int64_t *ts_ms)
+{
+    jscan j = { json, json + len, 0 };
+    bool seen = false, found = false;
+    int64_t ts = 0;
+    if (!js_lit(&j, '{'))
+        return TERN_EPROTO;
+    if (!js_lit(&j, '}')) {
+        for (;;) {
+            const char *k;
+            size_t kl;
+            if (!js_string(&j, &k, &kl) || !js_lit(&j, ':'))
+                return TERN_EPROTO;
+            if (js_key_is(k, kl, "rows")) {
+                seen = true;
+                if (!js_lit(&j, '['))
+                    return TERN_EPROTO;
+                if (!js_lit(&j, ']')) {
+                    for (;;) {
+                        if (!js_lit(&j, '{') || !js_last_row(&j, metric, &found, &ts))
+                            return TERN_EPROTO;
+                        if (js_lit(&j, ','))
+                            continue;
+                        if (js_lit(&j, ']'))
+                            break;
+                        return TERN_EPROTO;
+                    }
+                }
+            } else if (!js_skip(&j)) {
+                return TERN_EPROTO;
+            }
+            if (js_lit(&j, ','))
+                continue;
+            if (js_lit(&j, '}'))
+                break;
+            return TERN_EPROTO;
+        }
+    }
+    js_ws(&j);
+    if (!seen || j.p != j.end)
+        return TERN_EPROTO;
+    if (!found)
+        return TERN_ENOTFOUND;
+    *ts_ms = ts;
+    return 0;
+}
+
+/* ---- HTTP response framing --------------------------------------------------------------- */
+
+/* Case-insensitive prefix test of the header line [p, e) against name (with its ':'). */
+static bool header_is(const char *p, const char *e, const char *name)
+{
+    size_t n = strlen(name);
+    if ((size_t)(e - p) < n)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char a = p[i], b = name[i];
+        if (a >= 'A' && a <= 'Z')
+            a = (char)(a - 'A' + 'a');
+        if (a != b)
+            return false;
+    }
+    return true;
+}
+
+/* Whether the comma-separated header value [p, e) holds token (lower case), any case. */
+static bool value_has_token(const char *p, const char *e, const char *token)
+{
+    size_t n = strlen(token);
+    while (p < e) {
+        while (p < e && (*p == ' ' || *p == '\t' || *p == ','))
+            p++;
+        const char *t = p;
+        while (p < e && *p != ',' && *p != ' ' && *p != '\t')
+            p++;
+        if ((size_t)(p - t) == n) {
+            bool eq = true;
+            for (size_t i = 0; i < n && eq; i++) {
+                char a = t[i];
+                if (a >= 'A' && a <= 'Z')
+                    a = (char)(a - 'A' + 'a');
+                eq = a == token[i];
+            }
+            if (eq)
+                return true;
+        }
+    }
+    return false;
+}
+
+int tern_sim_http_frame(const char *data, size_t len, size_t max_head, size_t max_body, int *status,
+    size_t *head_len, size_t *body_len, bool *keep_alive)
+{
+    /* the end of the headers: the first blank line */
+    size_t end = 0;
+    for (size_t i = 0; i + 3 < len && i + 4 <= max_head; i++) {
+        if (data[i] == '\r' && data[i + 1] == '\n' && data[i + 2] == '\r' && data[i + 3] == '\n') {
+            end = i + 4;
+            break;
+        }
+    }
+    if (end == 0)
+        return len >= max_head ? TERN_EPROTO : TERN_EPARTIAL;
+    /* "HTTP/1.x SSS " */
+    if (end < 16 || memcmp(data, "HTTP/1.", 7) != 0 || (data[7] != '0' && data[7] != '1')
+        || data[8] != ' ')
+        return TERN_EPROTO;
+    int code = 0;
+    for (int i = 9; i < 12; i++) {
+        if (data[i] < '0' || data[i] > '9')
+            return TERN_EPROTO;
+        code = code * 10 + (data[i] - '0');
+    }
+    if (code < 100 || (data[12] != ' ' && data[12] != '\r'))
+        return TERN_EPROTO;
+    bool minor1 = data[7] == '1';
+    bool ka = minor1, has_len = false;
+    uint64_t clen = 0;
+    const char *p = memchr(data, '\n', end);
+    const char *stop = data + end - 2; /* the blank line's CRLF */
+    while (p && p + 1 < stop) {
+        const char *line = p + 1;
+        const char *nl = memchr(line, '\n', (size_t)(stop + 1 - line));
+        if (!nl)
+            return TERN_EPROTO;
+        const char *e = nl > line && nl[-1] == '\r' ? nl - 1 : nl;
+        const char *colon = memchr(line, ':', (size_t)(e - line));
+        if (!colon || colon == line)
+            return TERN_EPROTO;
+        const char *v = colon + 1;
+        if (header_is(line, e, "content-length:")) {
+            while (v < e && (*v == ' ' || *v == '\t'))
+                v++;
+            uint64_t n = 0;
+            const char *d = v;
+            while (d < e && *d >= '0' && *d <= '9' && n <= max_body)
+                n = n * 10 + (uint64_t)(*d++ - '0');
+            while (d < e && (*d == ' ' || *d == '\t'))
+                d++;
+            if (d == v || d != e || n > max_body || (has_len && n != clen))
+                return TERN_EPROTO;
+            clen = n;
+            has_len = true;
+        } else if (header_is(line, e, "transfer-encoding:")) {
+            return TERN_EPROTO; /* a chunked (or otherwise encoded) body is not supported */
+        } else if (header_is(line, e, "connection:")) {
+            if (value_has_token(v, e, "close"))
+                ka = false;
+            else if (value_has_token(v, e, "keep-alive"))
+                ka = true;
+        }
+        p = nl;
+    }
+    bool no_body = code < 200 || code == 204 || code == 304;
+    if (!no_body && !has_len)
+        return TERN_EPROTO; /* a body up to the end of the connection: not for keep-alive */
+    *status = code;
+    *head_len = end;
+    *body_len = no_body ? 0 : (size_t)clen;
+    *keep_alive = ka;
+    return 0;
+}
+
 void tern_sim_judge(const uint64_t *stored, size_t n_metrics, uint64_t acked, uint64_t uncertain,
     tern_sim_verdict *v)
 {

@@ -293,11 +293,18 @@ void tern_sim_verify(
 int tern_sim_verdict_json(tern_buf *out, const tern_sim_summary *s)
 {
     const tern_sim_verdict *v = &s->verdict;
-    return tern_buf_printf(out,
+    size_t before = out->len;
+    int rc = tern_buf_printf(out,
         "{\"verify\":\"%s\",\"sent\":%" PRIu64 ",\"acked\":%" PRIu64 ",\"acked_points\":%" PRIu64
         ",\"stored\":%" PRIu64 ",\"lost\":%" PRIu64 ",\"duplicated\":%" PRIu64
-        ",\"uncertain\":%" PRIu64 ",\"query_errors\":%" PRIu64
-        ",\"e2e_p50_ms\":null,\"e2e_p99_ms\":null}",
+        ",\"uncertain\":%" PRIu64 ",\"query_errors\":%" PRIu64 ",",
         s->verify_ok ? "ok" : "failed", s->published, s->acked, v->acked_points, v->stored_points,
         v->lost_points, v->duplicated_points, v->uncertain_points, s->verify_errors);
+    if (rc == 0)
+        rc = tern_sim_e2e_json(out, s);
+    if (rc == 0)
+        rc = tern_buf_append_u8(out, '}');
+    if (rc != 0)
+        out->len = before;
+    return rc;
 }

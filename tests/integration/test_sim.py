@@ -16,7 +16,10 @@ acknowledged. Each test checks one promise of the simulator:
   never arrive, acknowledged ones all do (and, against `tern serve`, are stored once);
 - --verify: against a fake query API (a tiny HTTP server answering counts from what the
   subscriber saw, honestly or with a fault injected) and against `tern serve` when it exists;
-- SIGINT ends the run cleanly with a summary.
+- SIGINT ends the run cleanly with a summary;
+- end-to-end latency (--api): against `tern serve`, probed samples become queryable and their
+  publish -> queryable percentiles are numbers, with and without --verify, merged over
+  --processes; null without --api.
 """
 from __future__ import annotations
 
@@ -184,6 +187,9 @@ def test_qos1_counts_and_delivery(make_broker, tmp_path):  # noqa: F811
     assert summary["acked_points"] == summary["acked"] * EV_METRICS
     assert summary["unacked"] == 0 and summary["reconnects"] == 0
     assert 0 < summary["ack_p50_ms"] <= summary["ack_p99_ms"]
+    # no --api: nothing to measure end to end
+    assert summary["e2e_samples"] == 0
+    assert summary["e2e_p50_ms"] is None and summary["e2e_p99_ms"] is None
     header, devices, acked = read_ack_log(ack_log)
     assert header["devices"] == 50 and len(header["metrics"]) == EV_METRICS
     assert sum(len(s) for s in acked.values()) == summary["acked"]
@@ -420,17 +426,30 @@ def test_sigint_prints_summary(make_broker, tmp_path):  # noqa: F811
 
 class FakeApi:
     """Answers /api/v1/query?...&agg=count&format=series from what the subscriber stored.
-    fault: None (honest), "dup" (one device's counts doubled), "lose" (one device half)."""
+    fault: None (honest), "dup" (one device's counts doubled), "lose" (one device half).
+    Also answers the latency probe's /api/v1/last?device=D (404 until D has arrived), over
+    HTTP/1.0 (a connection per request: the probe's non-keep-alive path)."""
 
     def __init__(self, col: Collector, metrics: list[str], fault: str | None = None):
         self.col, self.metrics, self.fault = col, metrics, fault
         self.queries = 0
+        self.last_queries = 0
+        self.lock = threading.Lock()  # the probe and the verifier ask at the same time
         api = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):
                 u = urlparse(self.path)
                 q = {k: v[0] for k, v in parse_qs(u.query).items()}
+                if u.path == "/api/v1/last" and "device" in q:
+                    status, body = api.last(q["device"])
+                    data = json.dumps(body).encode()
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
                 ok = (u.path == "/api/v1/query" and q.get("metric") == "*"
                       and q.get("agg") == "count" and q.get("format") == "series"
                       and q.get("tier") == "hot")
@@ -438,8 +457,9 @@ class FakeApi:
                     self.send_response(400)
                     self.end_headers()
                     return
-                api.queries += 1
-                body = json.dumps(api.answer(q["device"], int(q["start"]), int(q["end"])))
+                with api.lock:
+                    api.queries += 1
+                    body = json.dumps(api.answer(q["device"], int(q["start"]), int(q["end"])))
                 data = body.encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -465,6 +485,17 @@ class FakeApi:
         series = [{"device": dev, "metric": m, "columns": ["ts", "count"], "values": [[start, n]]}
                   for m in self.metrics] if n else []
         return {"series": series, "count": len(series), "tier": "hot"}
+
+    def last(self, dev: str) -> tuple[int, dict]:
+        with self.lock:
+            self.last_queries += 1
+            self.col.drain()
+            seen = self.col.seen.get(dev)
+            if not seen:
+                return 404, {"error": f"no device '{dev}'"}
+            ts = max(t for t, _, _ in seen)
+            rows = [{"device": dev, "metric": m, "ts": ts, "value": 1} for m in self.metrics]
+            return 200, {"rows": rows, "count": len(rows), "tier": "hot"}
 
     def close(self):
         self.srv.shutdown()
@@ -506,6 +537,9 @@ def test_verify_with_fake_api(make_broker, tmp_path, fault):  # noqa: F811
     summary, verdict = lines
     assert api.queries >= 10
     assert verdict["acked"] == summary["acked"]
+    # the probe measured against the fake API too (a new connection per request)
+    assert api.last_queries > 0
+    check_e2e(verdict)
     assert verdict["acked_points"] == summary["acked"] * EV_METRICS
     if fault is None:
         assert p.returncode == 0, verdict
@@ -569,6 +603,50 @@ def test_verify_power_loss_against_tern_serve(start, tmp_path):
     assert verdict["stored"] >= verdict["acked_points"]
 
 
+def check_e2e(line: dict):
+    """A run with --api: the probe saw samples arrive; percentiles are positive numbers."""
+    assert line["e2e_samples"] > 0, line
+    p50, p99 = line["e2e_p50_ms"], line["e2e_p99_ms"]
+    assert isinstance(p50, (int, float)) and isinstance(p99, (int, float)), line
+    assert 0 < p50 <= p99, line
+
+
+@pytest.mark.skipif(not _has_serve(), reason="`tern serve` is not built")
+def test_e2e_latency_against_tern_serve(start, tmp_path):
+    """--api makes a probe poll /api/v1/last for sampled publishes until they are queryable:
+    e2e_* are numbers in the summary and the verdict (the same), also without --verify; without
+    --api they stay null."""
+    http_port = th.free_port()
+    data = tmp_path / "serve"
+    data.mkdir()
+    serve = start("tern-serve", lambda port: [
+        th.tern_bin(), "serve", "--data", str(data), "--listen", f"127.0.0.1:{port}",
+        "--http", f"127.0.0.1:{http_port}", "--allow-anonymous"])
+    th.wait_for_port(http_port)
+    api = f"127.0.0.1:{http_port}"
+    p, (summary, verdict) = run_sim(serve.port, "--devices", "30", "--duration", "3s",
+                                    "--accel", "60", "--verify", "--api", api,
+                                    "--verify-timeout", "20s")
+    assert p.returncode == 0, (summary, verdict)
+    assert verdict["verify"] == "ok"
+    check_e2e(verdict)
+    for k in ("e2e_samples", "e2e_timeouts", "e2e_p50_ms", "e2e_p99_ms"):
+        assert summary[k] == verdict[k], k
+    # a probe measures one sample at a time: never more than the samples published
+    assert summary["e2e_samples"] + summary["e2e_timeouts"] <= summary["published"]
+    # --api alone: the summary carries the latency, no verdict line
+    p, lines = run_sim(serve.port, "--devices", "10", "--duration", "2s", "--accel", "60",
+                       "--api", api, "--client-prefix", "lat")
+    assert p.returncode == 0 and len(lines) == 1, lines
+    check_e2e(lines[0])
+    # no --api: null
+    p, lines = run_sim(serve.port, "--devices", "10", "--duration", "1s", "--accel", "60",
+                       "--client-prefix", "nolat")
+    assert p.returncode == 0 and len(lines) == 1, lines
+    assert lines[0]["e2e_samples"] == 0
+    assert lines[0]["e2e_p50_ms"] is None and lines[0]["e2e_p99_ms"] is None
+
+
 # ---- several processes ---------------------------------------------------------------------
 
 def stored_counts(http_port: int, metric: str, start: int, end: int) -> dict[str, int]:
@@ -620,6 +698,9 @@ def test_processes_verify_against_tern_serve(start, tmp_path):
     assert verdict["acked_points"] == summary["acked_points"] == summary["acked"] * EV_METRICS
     assert verdict["stored"] == verdict["acked_points"]
     assert verdict["lost"] == 0 and verdict["duplicated"] == 0
+    # each worker probes its own devices; the parent merges their latency histograms
+    check_e2e(summary)
+    assert verdict["e2e_samples"] == summary["e2e_samples"]
     # one ack log, header of the whole fleet, every device once, in order
     header, devices, acked = read_ack_log(ack_log)
     assert header["devices"] == n

@@ -415,6 +415,10 @@ static void test_options_rejected(void **state)
     o.rush_x = 0;
     o.storm_at_ms = o.duration_ms; /* a storm after generation ends */
     assert_int_equal(tern_sim_run(&o, &s), TERN_EINVAL);
+    o.storm_at_ms = 0;
+    o.api = "127.0.0.1:1";
+    o.e2e_timeout_ms = 0; /* a latency probe that gives up before it starts */
+    assert_int_equal(tern_sim_run(&o, &s), TERN_EINVAL);
 }
 
 int main(void)
