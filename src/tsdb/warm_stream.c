@@ -52,8 +52,8 @@ typedef struct swbuf {
     swin *w;
     size_t n, cap;
     tern_buf names, sk;
-    int64_t lo, hi;    /* oldest and newest window start buffered */
-    int64_t complete;  /* the newest complete_before written with them */
+    int64_t lo, hi;   /* oldest and newest window start buffered */
+    int64_t complete; /* the newest complete_before written with them */
 } swbuf;
 
 struct tsdb_swarm {
@@ -212,7 +212,8 @@ static int swarm_write_block(tern_tsdb *db, tsdb_swarm *sw, swbuf *b)
             j++;
         }
         const swin *s = &b->w[i];
-        if (rc == 0 && (!dev || dev->dlen != s->dlen
+        if (rc == 0
+            && (!dev || dev->dlen != s->dlen
                 || memcmp(names + dev->name_off, names + s->name_off, s->dlen) != 0)) {
             rc = tsdb_block_writer_device(w, names + s->name_off, s->dlen, NULL);
             dev = s;
@@ -223,9 +224,8 @@ static int swarm_write_block(tern_tsdb *db, tsdb_swarm *sw, swbuf *b)
         size_t nw = tsdb_windows_count(&ws);
         const tsdb_window *first = (const tsdb_window *)(const void *)ws.w.data;
         if (rc == 0)
-            rc = tsdb_block_writer_chunk(w, names + s->name_off + s->dlen, s->mlen,
-                TSDB_KIND_WARM, enc.data, enc.len, (uint32_t)nw, first[0].start,
-                first[nw - 1].start);
+            rc = tsdb_block_writer_chunk(w, names + s->name_off + s->dlen, s->mlen, TSDB_KIND_WARM,
+                enc.data, enc.len, (uint32_t)nw, first[0].start, first[nw - 1].start);
         i = j;
     }
     tsdb_windows_free(&ws);

@@ -62,8 +62,7 @@ static int setup(void **state)
         for (int m = 0; m < N_MIN; m++)
             for (int k = 0; k < 6; k++)
                 assert_int_equal(
-                    tern_tsdb_batch_add_f64(b, "soc", 3, T0 + m * MIN_MS + k * 10000, m + 0.5),
-                    0);
+                    tern_tsdb_batch_add_f64(b, "soc", 3, T0 + m * MIN_MS + k * 10000, m + 0.5), 0);
     }
     tern_tsdb_write_result res;
     assert_int_equal(tern_tsdb_write(f->db, b, NULL, &res), 0);
@@ -159,8 +158,7 @@ static void test_windows_answer_until_the_cut(void **state)
     tern_tsdb_window ws[N_MIN];
     for (int m = 0; m < N_MIN; m++)
         ws[m] = flat(m, 100 + (uint64_t)m);
-    assert_int_equal(
-        tern_tsdb_write_windows(f->db, ws, N_MIN, T0 + N_MIN * MIN_MS, INT64_MIN), 0);
+    assert_int_equal(tern_tsdb_write_windows(f->db, ws, N_MIN, T0 + N_MIN * MIN_MS, INT64_MIN), 0);
     /* a correction of minute 3, later */
     tern_tsdb_window fix = flat(3, 7);
     assert_int_equal(tern_tsdb_write_windows(f->db, &fix, 1, INT64_MIN, INT64_MIN), 0);
@@ -195,9 +193,8 @@ static void test_windows_before_valid_from_are_not_used(void **state)
         ws[m] = flat(m, 100);
     /* a stream that resumed at minute 10: its windows before may be partial, and nothing
      * recomputed from raw joins them: the warm tier cannot answer, raw does */
-    assert_int_equal(tern_tsdb_write_windows(
-                         f->db, ws, N_MIN, T0 + N_MIN * MIN_MS, T0 + 10 * MIN_MS),
-        0);
+    assert_int_equal(
+        tern_tsdb_write_windows(f->db, ws, N_MIN, T0 + N_MIN * MIN_MS, T0 + 10 * MIN_MS), 0);
     assert_int_equal(tern_tsdb_flush_windows(f->db), 0);
     counts c;
     assert_int_equal(warm_counts(f->db, &c), TERN_TIER_HOT);
