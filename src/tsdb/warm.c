@@ -15,11 +15,59 @@
 #include "tsdb/tsdb_int.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <string.h>
 #include <zstd.h>
 
 #define WARM_VERSION 1u
+
+/* ---- zstd contexts, one per thread ----
+ * ZSTD_compress / ZSTD_decompress make and free a context per call: for warm chunks (a few
+ * hundred bytes each, tens of thousands per block) that setup was most of the cost. Each thread
+ * keeps one of each, freed when the thread exits. */
+
+static pthread_key_t zkey_c, zkey_d;
+static pthread_once_t zkeys_once = PTHREAD_ONCE_INIT;
+
+static void free_cctx(void *p)
+{
+    ZSTD_freeCCtx(p);
+}
+
+static void free_dctx(void *p)
+{
+    ZSTD_freeDCtx(p);
+}
+
+static void zkeys_make(void)
+{
+    (void)pthread_key_create(&zkey_c, free_cctx);
+    (void)pthread_key_create(&zkey_d, free_dctx);
+}
+
+/* The calling thread's compression context, or NULL when out of memory. */
+static ZSTD_CCtx *thread_cctx(void)
+{
+    pthread_once(&zkeys_once, zkeys_make);
+    ZSTD_CCtx *c = pthread_getspecific(zkey_c);
+    if (!c && (c = ZSTD_createCCtx()) != NULL && pthread_setspecific(zkey_c, c) != 0) {
+        ZSTD_freeCCtx(c);
+        c = NULL;
+    }
+    return c;
+}
+
+static ZSTD_DCtx *thread_dctx(void)
+{
+    pthread_once(&zkeys_once, zkeys_make);
+    ZSTD_DCtx *d = pthread_getspecific(zkey_d);
+    if (!d && (d = ZSTD_createDCtx()) != NULL && pthread_setspecific(zkey_d, d) != 0) {
+        ZSTD_freeDCtx(d);
+        d = NULL;
+    }
+    return d;
+}
 
 void tsdb_windows_reset(tsdb_windows *ws)
 {
@@ -192,7 +240,9 @@ int tsdb_warm_encode(const tsdb_windows *ws, tern_buf *out)
         out->data[at] = WARM_VERSION;
         uint8_t *dst = out->data + at + 2;
         size_t hl = tern_varint_encode(dst, body.len);
-        size_t z = ZSTD_compress(dst + hl, bound, body.data, body.len, 3);
+        ZSTD_CCtx *cc = thread_cctx();
+        size_t z = cc ? ZSTD_compressCCtx(cc, dst + hl, bound, body.data, body.len, 3)
+                      : ZSTD_compress(dst + hl, bound, body.data, body.len, 3);
         if (!ZSTD_isError(z) && hl + z < body.len) {
             out->data[at + 1] = 1;
             out->len = at + 2 + hl + z;
@@ -287,7 +337,9 @@ int tsdb_warm_decode(const uint8_t *data, size_t len, int64_t lo, int64_t hi, ts
     uint8_t *body = tern_malloc(body_len ? (size_t)body_len : 1);
     if (!body)
         return TERN_ENOMEM;
-    size_t got = ZSTD_decompress(body, (size_t)body_len, data + 2 + hl, len - 2 - hl);
+    ZSTD_DCtx *dc = thread_dctx();
+    size_t got = dc ? ZSTD_decompressDCtx(dc, body, (size_t)body_len, data + 2 + hl, len - 2 - hl)
+                    : ZSTD_decompress(body, (size_t)body_len, data + 2 + hl, len - 2 - hl);
     int rc = ZSTD_isError(got) || got != body_len
         ? TERN_ECORRUPT
         : warm_decode_body(body, (size_t)body_len, lo, hi, out);
