@@ -54,8 +54,12 @@ int tsdb_blockset_add(tern_tsdb *db, tsdb_blockset *set, tsdb_block *b)
     }
     set->b[set->n++] = b;
     qsort(set->b, set->n, sizeof(*set->b), block_cmp);
-    if (b->seq >= db->next_block_seq)
-        db->next_block_seq = b->seq + 1;
+    /* atomic: block writers take sequences without db->mu (tsdb_block_writer_open) */
+    uint64_t next = __atomic_load_n(&db->next_block_seq, __ATOMIC_RELAXED);
+    while (b->seq >= next
+        && !__atomic_compare_exchange_n(
+            &db->next_block_seq, &next, b->seq + 1, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;
     set->bytes += b->map_len;
     set->points += b->n_points;
     return 0;

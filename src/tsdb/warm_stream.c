@@ -19,8 +19,13 @@
  * before it may lack points the stream did not read (it resumed from a committed offset after a
  * restart). Queries use them only where that range joins the rolled-up part.
  *
- * Locks: sw->mu guards the buffer; sw->flush_mu serialises flushes; the block list and the range
- * are changed under db->mu (queries read them under it).
+ * Who writes: a thread of its own (tern-tsdb-warm), woken when the buffer is due, so encoding
+ * and writing blocks stays off the stream's thread; a caller writes inline only when the buffer
+ * has grown to TSDB_SWARM_INLINE_WINDOWS while that thread is busy (back-pressure, bounded
+ * memory).
+ *
+ * Locks: sw->mu guards the buffer and the thread's state; sw->flush_mu serialises flushes; the
+ * block list and the range are changed under db->mu (queries read them under it).
  */
 #include "base/alloc.h"
 #include "base/error.h"
@@ -38,6 +43,7 @@
 
 #define TSDB_SWARM_FLUSH_MS (5 * TSDB_WINDOW_MS)
 #define TSDB_SWARM_FLUSH_WINDOWS ((size_t)1 << 20)
+#define TSDB_SWARM_INLINE_WINDOWS ((size_t)4 << 20)
 #define SWARM_MAX_NAME 4096u /* device and metric names, bytes */
 
 /* A buffered window: its names in the name arena, its sketch in the sketch arena. */
@@ -57,8 +63,12 @@ typedef struct swbuf {
 } swbuf;
 
 struct tsdb_swarm {
+    tern_tsdb *db;
     pthread_mutex_t mu;
     pthread_mutex_t flush_mu;
+    pthread_cond_t cv; /* the writer thread waits on it (with mu) */
+    pthread_t thread;
+    bool thread_running, stop;
     swbuf buf;
     uint64_t order;
     /* under db->mu */
@@ -116,6 +126,31 @@ static int swarm_dir_reset(tern_tsdb *db)
     return rc;
 }
 
+static bool buf_due(const swbuf *b)
+{
+    return b->n > 0 && (b->n >= TSDB_SWARM_FLUSH_WINDOWS || b->hi - b->lo >= TSDB_SWARM_FLUSH_MS);
+}
+
+static int swarm_flush(tern_tsdb *db, tsdb_swarm *sw, bool force);
+
+static void *swarm_main(void *arg)
+{
+    tsdb_swarm *sw = arg;
+    pthread_setname_np(pthread_self(), "tern-tsdb-warm"); /* top -H, bench CPU per stage */
+    pthread_mutex_lock(&sw->mu);
+    while (!sw->stop) {
+        if (!buf_due(&sw->buf)) {
+            pthread_cond_wait(&sw->cv, &sw->mu);
+            continue;
+        }
+        pthread_mutex_unlock(&sw->mu);
+        (void)swarm_flush(sw->db, sw, false); /* errors are logged: the windows are provisional */
+        pthread_mutex_lock(&sw->mu);
+    }
+    pthread_mutex_unlock(&sw->mu);
+    return NULL;
+}
+
 /* The store's stream-window state, made on first use. Returns NULL when out of memory. */
 static tsdb_swarm *swarm_get(tern_tsdb *db)
 {
@@ -125,11 +160,14 @@ static tsdb_swarm *swarm_get(tern_tsdb *db)
     pthread_mutex_lock(&db->mu);
     sw = db->swarm;
     if (!sw && swarm_dir_reset(db) == 0 && (sw = tern_calloc(1, sizeof(*sw))) != NULL) {
+        sw->db = db;
         pthread_mutex_init(&sw->mu, NULL);
         pthread_mutex_init(&sw->flush_mu, NULL);
+        pthread_cond_init(&sw->cv, NULL);
         swbuf_init(&sw->buf);
         sw->set.subdir = "swarm";
         sw->until = sw->valid_from = INT64_MIN;
+        sw->thread_running = pthread_create(&sw->thread, NULL, swarm_main, sw) == 0;
         __atomic_store_n(&db->swarm, sw, __ATOMIC_RELEASE);
     }
     pthread_mutex_unlock(&db->mu);
@@ -141,6 +179,14 @@ void tsdb_swarm_free(tern_tsdb *db)
     tsdb_swarm *sw = db->swarm;
     if (!sw)
         return;
+    if (sw->thread_running) {
+        pthread_mutex_lock(&sw->mu);
+        sw->stop = true;
+        pthread_cond_signal(&sw->cv);
+        pthread_mutex_unlock(&sw->mu);
+        pthread_join(sw->thread, NULL);
+    }
+    pthread_cond_destroy(&sw->cv);
     for (size_t i = 0; i < sw->set.n; i++)
         sw->set.b[i]->doomed = true; /* provisional: gone with the store */
     tsdb_blockset_free(&sw->set);
@@ -276,9 +322,7 @@ static int swarm_flush(tern_tsdb *db, tsdb_swarm *sw, bool force)
     pthread_mutex_lock(&sw->flush_mu);
     pthread_mutex_lock(&sw->mu);
     swbuf mine;
-    bool due = sw->buf.n > 0
-        && (force || sw->buf.n >= TSDB_SWARM_FLUSH_WINDOWS
-            || sw->buf.hi - sw->buf.lo >= TSDB_SWARM_FLUSH_MS);
+    bool due = force ? sw->buf.n > 0 : buf_due(&sw->buf);
     if (due) {
         mine = sw->buf;
         swbuf_init(&sw->buf);
@@ -357,6 +401,10 @@ int tern_tsdb_write_windows(tern_tsdb *db, const tern_tsdb_window *ws, size_t n,
     }
     if (rc == 0 && complete_before > b->complete)
         b->complete = complete_before;
+    bool due = buf_due(b);
+    bool inline_flush = !sw->thread_running || b->n >= TSDB_SWARM_INLINE_WINDOWS;
+    if (due && !inline_flush)
+        pthread_cond_signal(&sw->cv);
     pthread_mutex_unlock(&sw->mu);
     if (rc == 0 && valid_from != INT64_MIN) {
         pthread_mutex_lock(&db->mu);
@@ -364,7 +412,7 @@ int tern_tsdb_write_windows(tern_tsdb *db, const tern_tsdb_window *ws, size_t n,
             sw->valid_from = valid_from;
         pthread_mutex_unlock(&db->mu);
     }
-    if (rc == 0)
+    if (rc == 0 && due && inline_flush)
         rc = swarm_flush(db, sw, false);
     return rc;
 }
