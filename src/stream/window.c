@@ -184,10 +184,12 @@ struct tern_window_engine {
     bool started;
     int64_t now;
     int64_t wm;
-    int64_t closed_before; /* windows starting before this have been closed */
-    int64_t retain_before; /* windows starting before this are dropped */
-    int64_t next_idle_at;  /* processing time at which idleness may next change */
-    uint32_t min_part;     /* the partition that set the watermark */
+    int64_t closed_before;  /* windows starting before this have been closed */
+    int64_t retain_before;  /* windows starting before this are dropped */
+    int64_t next_idle_at;   /* processing time at which idleness may next change */
+    int64_t emitted_before; /* close_slots has emitted every window of the slots before this */
+    uint64_t n_dirty;       /* windows whose correction is still to be emitted, all slots */
+    uint32_t min_part;      /* the partition that set the watermark */
     uint32_t n_idle;
     uint64_t n_open, n_closed, n_points_held;
     size_t bytes;
@@ -256,7 +258,7 @@ int tern_window_engine_new(
     TERN_ASSERT(rc == 0);
     for (uint32_t i = 0; i < c->n_partitions; i++)
         e->parts[i].max_ts = INT64_MIN;
-    e->wm = e->closed_before = e->retain_before = INT64_MIN;
+    e->wm = e->closed_before = e->retain_before = e->emitted_before = INT64_MIN;
     e->next_idle_at = INT64_MIN;
     e->bytes
         = sizeof(*e) + e->n_buckets * sizeof(*e->buckets) + c->n_partitions * sizeof(*e->parts);
@@ -630,6 +632,8 @@ static int win_emit(tern_window_engine *e, win *w, bool correction)
 /* Emits every window of the slots that must be closed, and retries failed corrections. */
 static int close_slots(tern_window_engine *e, int64_t before)
 {
+    if (before <= e->emitted_before && e->n_dirty == 0)
+        return 0; /* nothing new to close (most calls: one per point) */
     for (size_t i = 0; i < e->n_slots && e->slots[i].start < before; i++) {
         slot *sl = &e->slots[i];
         if (!sl->closed) {
@@ -651,8 +655,11 @@ static int close_slots(tern_window_engine *e, int64_t before)
                 return rc;
             w->dirty = false;
             sl->n_dirty--;
+            e->n_dirty--;
         }
     }
+    if (before > e->emitted_before)
+        e->emitted_before = before;
     return 0;
 }
 
@@ -666,6 +673,7 @@ static void drop_slots(tern_window_engine *e, int64_t before)
             win_free(e, sl->w[j]);
         }
         e->bytes -= (size_t)sl->cap * sizeof(*sl->w);
+        e->n_dirty -= sl->n_dirty;
         tern_free(sl->w);
         k++;
     }
@@ -892,6 +900,7 @@ int tern_window_add(tern_window_engine *e, uint32_t partition, const char *devic
             if (erc && !w->dirty) {
                 w->dirty = true;
                 sl->n_dirty++;
+                e->n_dirty++;
             }
             rc = rc ? rc : erc;
         }
