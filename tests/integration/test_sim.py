@@ -603,6 +603,28 @@ def test_verify_power_loss_against_tern_serve(start, tmp_path):
     assert verdict["stored"] >= verdict["acked_points"]
 
 
+@pytest.mark.skipif(not _has_serve(), reason="`tern serve` is not built")
+def test_verify_rush_hour_and_storm_against_tern_serve(start, tmp_path):
+    """3x rush-hour bursts and a reconnect storm of every device, through tern serve: every
+    acknowledged point stored once with the value sent."""
+    http_port = th.free_port()
+    data = tmp_path / "serve"
+    data.mkdir()
+    serve = start("tern-serve", lambda port: [
+        th.tern_bin(), "serve", "--data", str(data), "--listen", f"127.0.0.1:{port}",
+        "--http", f"127.0.0.1:{http_port}", "--allow-anonymous"])
+    th.wait_for_port(http_port)
+    p, (summary, verdict) = run_sim(serve.port, "--devices", "40", "--duration", "4s",
+                                    "--accel", "60", "--rush-hour", "3", "--rush-every", "60s",
+                                    "--rush-for", "20s", "--storm-at", "2s",
+                                    "--backoff-base", "300ms", "--verify", "--api",
+                                    f"127.0.0.1:{http_port}", "--verify-timeout", "20s")
+    assert p.returncode == 0, (summary, verdict)
+    assert summary["rush_generated"] > 0 and summary["storm_drops"] == 40
+    assert verdict["verify"] == "ok" and verdict["lost"] == 0 and verdict["duplicated"] == 0
+    assert verdict["stored"] == summary["acked_points"] > 0
+
+
 def check_e2e(line: dict):
     """A run with --api: the probe saw samples arrive; percentiles are positive numbers."""
     assert line["e2e_samples"] > 0, line
