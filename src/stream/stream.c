@@ -261,6 +261,36 @@ static int dead_letter(tern_stream *s, const tern_log_message *m, const char *re
         s, s->cfg.dead_letter, (const char *)m->key, m->key_len, m->value, m->value_len, h, 2);
 }
 
+/*
+ * An edge summary: the device's own window aggregates (docs/formats/telemetry-payload.md). Its
+ * windows are the edge's, not the warm tier's aligned minutes, so they are stored as raw series
+ * beside the metric, at the window's start: {metric}:min, :max, :sum, :last (float64) and
+ * :count (int64), as a Prometheus recording rule names its aggregates. They bypass the window
+ * engine (they are aggregates already); the store keeps one per (series, start).
+ */
+static int store_summary(tern_stream *s, const tern_payload_topic *t)
+{
+    s->st.summaries++;
+    int rc = tern_tsdb_batch_device(s->batch, t->device, t->device_len, NULL, 0);
+    s->last_batch_device = t->device;
+    static const char *const suffix[5] = { ":min", ":max", ":sum", ":last", ":count" };
+    for (size_t i = 0; i < s->dec.n_points && rc == 0; i++) {
+        const tern_payload_point *p = &s->dec.points[i];
+        const double v[4] = { p->agg.min, p->agg.max, p->agg.sum, p->agg.last };
+        char name[160];
+        for (int k = 0; k < 5 && rc == 0; k++) {
+            int n = snprintf(name, sizeof name, "%.*s%s", (int)p->metric_len, p->metric, suffix[k]);
+            if (n < 0 || (size_t)n >= sizeof name)
+                return TERN_EINVAL; /* metric names are at most 128 bytes: cannot happen */
+            rc = k < 4 ? tern_tsdb_batch_add_f64(s->batch, name, (size_t)n, p->ts_ms, v[k])
+                       : tern_tsdb_batch_add_i64(s->batch, name, (size_t)n, p->ts_ms,
+                           p->agg.count > INT64_MAX ? INT64_MAX : (int64_t)p->agg.count);
+        }
+        s->st.points += rc == 0 ? 5 : 0;
+    }
+    return rc;
+}
+
 static int process(tern_stream *s, const tern_log_message *m, int64_t now)
 {
     s->st.records++;
@@ -302,10 +332,8 @@ static int process(tern_stream *s, const tern_log_message *m, int64_t now)
         snprintf(reason, sizeof reason, "%s", err.reason);
         return dead_letter(s, m, reason);
     }
-    if (t.kind == TERN_PAYLOAD_SUMMARY) {
-        s->st.summaries++; /* edge windows: stored when the edge issue defines their series */
-        return 0;
-    }
+    if (t.kind == TERN_PAYLOAD_SUMMARY)
+        return store_summary(s, &t);
     s->cur_device = t.device;
     s->cur_device_len = t.device_len;
     for (size_t i = 0; i < s->dec.n_points && rc == 0; i++) {

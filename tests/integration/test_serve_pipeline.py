@@ -234,6 +234,39 @@ def test_bad_payloads_dead_letter_and_late_points(start, tmp_path):
     assert {json.loads(m["value"])["ts"] for m in late} == {now - 600_000}
 
 
+def test_edge_summaries_are_stored_as_aggregate_series(start, tmp_path):
+    """fleet/{device}/summary: the edge's window aggregates land as {metric}:min, :max, :sum,
+    :last and :count at the window's start; a malformed one is a dead letter."""
+    http = th.free_port()
+    srv = serve(start, tmp_path / "data", http)
+    r = Raw(srv.port, 4)
+    r.connect("meter7")
+    w0 = T0 + 7200_000
+    good = {"ts": w0, "end": w0 + 300_000, "seq": 1,
+            "m": {"kwh": {"min": 1.25, "max": 3.5, "sum": 60.5, "count": 30, "last": 2.75}}}
+    bad = {"ts": w0, "end": w0 + 300_000, "seq": 2,
+           "m": {"kwh": {"min": 4.0, "max": 3.5, "sum": 1.0, "count": 1, "last": 3.5}}}
+    for pid, payload in enumerate((good, bad), 1):
+        r.send(publish_packet("fleet/meter7/summary", json.dumps(payload).encode(), qos=1,
+                              packet_id=pid))
+        assert r.expect(PUBACK, timeout=10).packet_id == pid
+    r.close()
+
+    def stored():
+        body = get_json(http, f"/api/v1/query?device=meter7&start=0&end={T0 + 10**9}"
+                              f"&format=series")
+        return len(body["series"]) == 5, body
+    body = wait_until(stored, "the summary's five series")
+    got = {s["metric"]: s["values"] for s in body["series"]}
+    assert got == {"kwh:min": [[w0, 1.25]], "kwh:max": [[w0, 3.5]], "kwh:sum": [[w0, 60.5]],
+                   "kwh:last": [[w0, 2.75]], "kwh:count": [[w0, 30]]}
+    with urllib.request.urlopen(f"http://127.0.0.1:{http}/metrics", timeout=30) as resp:
+        text = resp.read().decode()
+    dead = [float(line.split()[-1]) for line in text.splitlines()
+            if line.startswith("tern_stream_dead_letters_total ")]
+    assert dead == [1.0], text[:1500]
+
+
 def test_alert_fires_and_resolves_once(start, tmp_path):
     from broker_fixture import Paho
     rules = tmp_path / "rules.conf"
