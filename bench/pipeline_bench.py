@@ -12,9 +12,8 @@ waits until the stream has stored every acknowledged point. Measured:
   - CPU seconds per stage, from the per-thread counters of the named threads
     (/proc/PID/task/*/stat: tern = broker loop + log appends, tern-log-io, tern-stream,
     tern-tsdb-wal, tern-tsdb-maint), and the simulator's CPU;
-  - the simulator's acknowledgement latency (publish -> PUBACK, p50/p99) and the store latency
-    seen by a probe (a QoS 1 publish of one point by a probe device, then polling /api/v1/last
-    until that point is queryable), sampled while the load runs;
+  - the simulator's acknowledgement latency (publish -> PUBACK, p50/p99) and its end-to-end
+    latency (publish -> queryable over /api/v1/last, sampled by its probe: docs/sim.md);
   - exactly once: the stored count (a raw count query over every series) against the
     acknowledged points: fewer is a loss; more are points stored whose acknowledgement the
     simulator did not see before it stopped (the store keeps each (series, ts) once).
@@ -34,11 +33,9 @@ import resource
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -100,89 +97,6 @@ def proc_cpu(pid):
     return (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / tick
 
 
-class Probe(threading.Thread):
-    """Publishes one point at a time as device 'probe' (QoS 1, raw MQTT 3.1.1 over a socket) and
-    polls /api/v1/last until it is queryable: the store latency seen by a user."""
-
-    def __init__(self, mqtt_port, http_port, fleet_start_ms, accel, interval_s):
-        super().__init__(daemon=True)
-        self.mqtt_port, self.http_port = mqtt_port, http_port
-        self.fleet_start_ms, self.accel = fleet_start_ms, accel
-        self.ts = 0
-        self.interval = interval_s
-        self.samples = []
-        self.acked = 0  # PUBACKs: points acknowledged (a sample may be cut short by the end)
-        self.stop = threading.Event()
-        self.errors = 0
-
-    @staticmethod
-    def _rl(n):
-        out = b""
-        while True:
-            b = n % 128
-            n //= 128
-            out += bytes([b | (0x80 if n else 0)])
-            if not n:
-                return out
-
-    def _connect(self):
-        s = socket.create_connection(("127.0.0.1", self.mqtt_port), timeout=30)
-        cid = b"probe"
-        var = b"\x00\x04MQTT\x04\x02\x00\x3c" + struct.pack(">H", len(cid)) + cid
-        s.sendall(b"\x10" + self._rl(len(var)) + var)
-        if s.recv(4)[:1] != b"\x20":
-            raise RuntimeError("probe: no CONNACK")
-        return s
-
-    def run(self):
-        try:
-            s = self._connect()
-        except OSError:
-            self.errors += 1
-            return
-        seq, pid = 0, 0
-        self.t0 = time.perf_counter()
-        while not self.stop.wait(self.interval):
-            seq += 1
-            pid = pid % 65535 + 1
-            # event time follows the fleet's accelerated clock, so the probe's points are
-            # neither ahead of the fleet (holding windows open) nor late
-            self.ts = max(self.ts + 1, self.fleet_start_ms
-                          + int((time.perf_counter() - self.t0) * self.accel * 1000))
-            payload = json.dumps({"ts": self.ts, "seq": seq, "m": {"probe": seq}}).encode()
-            topic = b"fleet/probe/telemetry"
-            body = struct.pack(">H", len(topic)) + topic + struct.pack(">H", pid) + payload
-            t0 = time.perf_counter()
-            try:
-                s.sendall(b"\x32" + self._rl(len(body)) + body)
-                if s.recv(4)[:1] != b"\x40":  # PUBACK (the only packet a publisher gets)
-                    raise OSError("probe: no PUBACK")
-                self.acked += 1
-                while not self.stop.is_set():
-                    try:
-                        body = http_get(self.http_port, "/api/v1/last?device=probe&metric=probe")
-                    except urllib.error.HTTPError as e:
-                        if e.code != 404:  # 404: the probe device has no point stored yet
-                            raise
-                        body = ""
-                    if f'"ts":{self.ts}' in body:
-                        self.samples.append((time.perf_counter() - t0) * 1000)
-                        break
-                    time.sleep(0.002)
-            except OSError as e:
-                self.errors += 1
-                self.error = repr(e)
-                return
-        s.close()
-
-
-def pct(xs, p):
-    if not xs:
-        return None
-    xs = sorted(xs)
-    return round(xs[min(len(xs) - 1, int(p / 100 * len(xs)))], 1)
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--devices", type=int, default=3000)
@@ -225,26 +139,20 @@ def main():
         fleet_ms = int(dur_s * args.accel * 1000)
         start_ms = int(time.time() * 1000) - fleet_ms - 60_000
         cpu0 = thread_cpu(serve.pid)
-        probe = Probe(mqtt, http, start_ms, args.accel, 0.2)
         ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         simp = subprocess.Popen(
             [sim, "--broker", f"127.0.0.1:{mqtt}", "--devices", str(args.devices), "--duration",
              args.duration, "--accel", str(args.accel), "--qos", "1", "--format", args.format,
-             "--start", str(start_ms), "--quiet"],
+             "--start", str(start_ms), "--quiet", "--api", f"127.0.0.1:{http}"],
             stdout=subprocess.PIPE, stderr=open(os.path.join(work, "sim.log"), "w"), text=True)
-        probe.start()
         out, _ = simp.communicate()
         t_sim = time.perf_counter() - t0
         stored_at_sim_end = metric(http, "tern_stream_stored_points_total")
-        probe.stop.set()
-        probe.join()
-        if probe.errors:
-            log(f"probe failed: {probe.error}")
         ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         sim_cpu = round(ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime, 1)
         summary = json.loads(out.strip().splitlines()[-1])
-        acked = summary["acked_points"] + probe.acked
+        acked = summary["acked_points"]
         log(f"simulator: {summary['acked']} messages acked in {t_sim:.1f} s; draining")
         deadline = time.perf_counter() + args.drain_timeout
         stored, last_change, last = 0, time.perf_counter(), -1
@@ -281,9 +189,8 @@ def main():
                 "lost": max(0, acked - counted),
                 "stored_not_acked": max(0, counted - acked),
                 "ack_p50_ms": summary.get("ack_p50_ms"), "ack_p99_ms": summary.get("ack_p99_ms"),
-                "store_latency_p50_ms": pct(probe.samples, 50),
-                "store_latency_p99_ms": pct(probe.samples, 99),
-                "probe_samples": len(probe.samples),
+                "e2e_p50_ms": summary.get("e2e_p50_ms"), "e2e_p99_ms": summary.get("e2e_p99_ms"),
+                "e2e_samples": summary.get("e2e_samples"),
                 "cpu_s_per_stage": cpu, "serve_cpu_s": round(sum(cpu.values()), 1),
                 "sim_cpu_s": sim_cpu,
             },
