@@ -1069,10 +1069,17 @@ int tern_chunk_encode_f64_with(tern_buf *out, const int64_t *ts, const double *v
             goto done;
         }
         p.vale = TERN_CHUNK_VAL_DECIMAL;
-        wr w = { NULL, 0 };
-        ip_plan(p.m, n, 0, &p.v_mode, &p.v_fshift);
-        dec_write(&w, vals, n, p.dec_e, p.m, p.exc, p.n_exc, p.v_mode, p.v_fshift);
-        best = w.pos;
+        size_t ip_bytes = ip_plan(p.m, n, 0, &p.v_mode, &p.v_fshift);
+        /* Its exact size only matters when Gorilla is tried (below): without exceptions the
+         * plan's estimate (plus the exponent and the exception count) tells whether it will be,
+         * and a head fragment is then encoded once, not twice. */
+        if (p.n_exc == 0 && ip_bytes + 4 <= n / 2) {
+            best = ip_bytes + 4;
+        } else {
+            wr w = { NULL, 0 };
+            dec_write(&w, vals, n, p.dec_e, p.m, p.exc, p.n_exc, p.v_mode, p.v_fshift);
+            best = w.pos;
+        }
     }
     /* Gorilla needs at least a bit per point and ~40 for a changed decimal: when the decimal
      * pipeline already costs under 4 bits per point, trying it is wasted work. */
