@@ -107,6 +107,8 @@ typedef struct tern_emb_seg {
     int fd;
     char *path;         /* DIR/.../<base>.log */
     uint64_t size;      /* durable bytes (readers never look past) */
+    uint64_t wsize;     /* written bytes (I/O thread only): >= size while a sync is pending;
+                           0 until the first write after open */
     int64_t end_offset; /* offset after the last batch scanned or written */
     int64_t max_ts_ms;  /* largest record timestamp, INT64_MIN when empty */
     bool sealed;        /* holds corrupt bytes: never appended to again */
@@ -177,15 +179,26 @@ int tern_log__part_open(tern_emb_part *p, const char *dir);
 /* tern_log__part_close writes the active segment's index files (hints) and frees storage. */
 void tern_log__part_close(tern_emb_part *p);
 
-/* tern_log__part_write writes one finished batch at the end of the active segment (rolling a
- * new segment first when full or sealed) and sets seg_out and pos_out. Does not fsync. Returns
- * 0 or a negative code (the caller truncates with tern_log__part_truncate). */
+/* tern_log__part_write writes one finished batch after the bytes already written to the
+ * active segment (durable or still waiting for their fsync), rolling a new segment first when
+ * full or sealed, and sets seg_out and pos_out. Does not fsync. Returns 0 or a negative code
+ * (the caller truncates with tern_log__part_truncate). */
 int tern_log__part_write(tern_emb_part *p, const uint8_t *batch, const tern_emb_batch_hdr *h,
     uint64_t segment_bytes, tern_emb_seg **seg_out, uint64_t *pos_out);
 
-/* tern_log__part_sync fdatasyncs the active segment. */
+/* tern_log__part_write_barrier says whether writing a batch of len bytes (base offset and
+ * count as in h) must wait until every batch already written to p is synced and committed:
+ * a truncation is owed, or the write would roll a new segment (rolling writes the index files
+ * of the active one). I/O thread only. */
+bool tern_log__part_write_barrier(
+    tern_emb_part *p, const tern_emb_batch_hdr *h, uint64_t segment_bytes);
+
 /* tern_log__part_start_writeback starts (does not wait for) writeback of a written range. */
 void tern_log__part_start_writeback(tern_emb_seg *seg, uint64_t pos, uint64_t len);
+
+/* tern_log__part_sync fdatasyncs seg (a segment of p). It touches nothing but seg->fd, so the
+ * log's sync thread may call it while the I/O thread writes the next batch to the same
+ * segment. Returns 0 or -errno. */
 int tern_log__part_sync(tern_emb_part *p, tern_emb_seg *seg);
 
 /* tern_log__part_commit makes a written and synced batch visible: durable size, indexes, high
@@ -194,7 +207,8 @@ void tern_log__part_commit(
     tern_emb_part *p, tern_emb_seg *seg, uint64_t pos, const tern_emb_batch_hdr *h);
 
 /* tern_log__part_truncate cuts the active segment back to its durable size (after a failed
- * write or fsync). On failure need_truncate stays set and the next write retries first. */
+ * write or fsync), dropping every written batch not yet committed. On failure need_truncate
+ * stays set and the next write retries first. No sync of p may be in flight. */
 int tern_log__part_truncate(tern_emb_part *p);
 
 /*

@@ -686,6 +686,20 @@ static int roll(tern_emb_part *p, int64_t base)
     return rc;
 }
 
+/* seg_written: where the next batch goes (after batches written but not yet committed). */
+static uint64_t seg_written(const tern_emb_seg *s)
+{
+    return s->wsize > s->size ? s->wsize : s->size;
+}
+
+static bool needs_roll(const tern_emb_seg *s, const tern_emb_batch_hdr *h, uint64_t segment_bytes)
+{
+    uint64_t len = 4u + (uint64_t)h->length;
+    uint64_t at = s ? seg_written(s) : 0;
+    return !s || s->sealed || (at > 0 && at + len > segment_bytes)
+        || h->base_offset - s->base + (int64_t)h->count > (int64_t)UINT32_MAX;
+}
+
 int tern_log__part_write(tern_emb_part *p, const uint8_t *batch, const tern_emb_batch_hdr *h,
     uint64_t segment_bytes, tern_emb_seg **seg_out, uint64_t *pos_out)
 {
@@ -694,18 +708,26 @@ int tern_log__part_write(tern_emb_part *p, const uint8_t *batch, const tern_emb_
         return rc;
     size_t len = 4u + h->length;
     tern_emb_seg *s = p->n_segs ? p->segs[p->n_segs - 1] : NULL;
-    if (!s || s->sealed || (s->size > 0 && s->size + len > segment_bytes)
-        || h->base_offset - s->base + (int64_t)h->count > (int64_t)UINT32_MAX) {
+    if (needs_roll(s, h, segment_bytes)) {
         if ((rc = roll(p, h->base_offset)) != 0)
             return rc;
         s = p->segs[p->n_segs - 1];
     }
-    rc = tern_log__pwrite_all(s->fd, batch, len, s->size);
+    uint64_t at = seg_written(s);
+    rc = tern_log__pwrite_all(s->fd, batch, len, at);
     if (rc != 0)
         return rc;
+    s->wsize = at + len;
     *seg_out = s;
-    *pos_out = s->size;
+    *pos_out = at;
     return 0;
+}
+
+bool tern_log__part_write_barrier(
+    tern_emb_part *p, const tern_emb_batch_hdr *h, uint64_t segment_bytes)
+{
+    return p->need_truncate
+        || needs_roll(p->n_segs ? p->segs[p->n_segs - 1] : NULL, h, segment_bytes);
 }
 
 void tern_log__part_start_writeback(tern_emb_seg *seg, uint64_t pos, uint64_t len)
@@ -741,6 +763,7 @@ int tern_log__part_truncate(tern_emb_part *p)
         return 0;
     }
     tern_emb_seg *s = p->segs[p->n_segs - 1];
+    s->wsize = s->size;
     if (ftruncate(s->fd, (off_t)s->size) != 0) {
         int rc = -errno;
         tern_log__error("%s: cannot truncate back to %" PRIu64 " bytes: %s", s->path, s->size,

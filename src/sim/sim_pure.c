@@ -493,8 +493,13 @@ static bool js_series(jscan *j, const char *const *names, size_t n_names, uint64
     return true;
 }
 
-int tern_sim_parse_counts(
-    const char *json, size_t len, const char *const *names, size_t n_names, uint64_t *counts)
+/*
+ * The envelope of tern's query answers: one object whose member `key` is an array of row
+ * objects, each passed to row (positioned after its '{'); other members are skipped. Returns
+ * 0, or TERN_EPROTO when the JSON is malformed, the array is missing or a row is refused.
+ */
+static int js_answer_rows(
+    const char *json, size_t len, const char *key, bool (*row)(jscan *j, void *ctx), void *ctx)
 {
     jscan j = { json, json + len, 0 };
     bool seen = false;
@@ -506,13 +511,13 @@ int tern_sim_parse_counts(
             size_t kl;
             if (!js_string(&j, &k, &kl) || !js_lit(&j, ':'))
                 return TERN_EPROTO;
-            if (js_key_is(k, kl, "series")) {
+            if (js_key_is(k, kl, key)) {
                 seen = true;
                 if (!js_lit(&j, '['))
                     return TERN_EPROTO;
                 if (!js_lit(&j, ']')) {
                     for (;;) {
-                        if (!js_lit(&j, '{') || !js_series(&j, names, n_names, counts))
+                        if (!js_lit(&j, '{') || !row(&j, ctx))
                             return TERN_EPROTO;
                         if (js_lit(&j, ','))
                             continue;
@@ -535,6 +540,25 @@ int tern_sim_parse_counts(
     if (!seen || j.p != j.end)
         return TERN_EPROTO;
     return 0;
+}
+
+typedef struct counts_ctx {
+    const char *const *names;
+    size_t n_names;
+    uint64_t *counts;
+} counts_ctx;
+
+static bool counts_row(jscan *j, void *arg)
+{
+    counts_ctx *c = arg;
+    return js_series(j, c->names, c->n_names, c->counts);
+}
+
+int tern_sim_parse_counts(
+    const char *json, size_t len, const char *const *names, size_t n_names, uint64_t *counts)
+{
+    counts_ctx c = { names, n_names, counts };
+    return js_answer_rows(json, len, "series", counts_row, &c);
 }
 
 /* One row object of a last-value answer (positioned after its '{'): *found and *ts_ms take the
@@ -581,50 +605,27 @@ static bool js_last_row(jscan *j, const char *metric, bool *found, int64_t *ts_m
     return true;
 }
 
+typedef struct last_ctx {
+    const char *metric;
+    bool found;
+    int64_t ts;
+} last_ctx;
+
+static bool last_row(jscan *j, void *arg)
+{
+    last_ctx *c = arg;
+    return js_last_row(j, c->metric, &c->found, &c->ts);
+}
+
 int tern_sim_parse_last_ts(const char *json, size_t len, const char *metric, int64_t *ts_ms)
 {
-    jscan j = { json, json + len, 0 };
-    bool seen = false, found = false;
-    int64_t ts = 0;
-    if (!js_lit(&j, '{'))
-        return TERN_EPROTO;
-    if (!js_lit(&j, '}')) {
-        for (;;) {
-            const char *k;
-            size_t kl;
-            if (!js_string(&j, &k, &kl) || !js_lit(&j, ':'))
-                return TERN_EPROTO;
-            if (js_key_is(k, kl, "rows")) {
-                seen = true;
-                if (!js_lit(&j, '['))
-                    return TERN_EPROTO;
-                if (!js_lit(&j, ']')) {
-                    for (;;) {
-                        if (!js_lit(&j, '{') || !js_last_row(&j, metric, &found, &ts))
-                            return TERN_EPROTO;
-                        if (js_lit(&j, ','))
-                            continue;
-                        if (js_lit(&j, ']'))
-                            break;
-                        return TERN_EPROTO;
-                    }
-                }
-            } else if (!js_skip(&j)) {
-                return TERN_EPROTO;
-            }
-            if (js_lit(&j, ','))
-                continue;
-            if (js_lit(&j, '}'))
-                break;
-            return TERN_EPROTO;
-        }
-    }
-    js_ws(&j);
-    if (!seen || j.p != j.end)
-        return TERN_EPROTO;
-    if (!found)
+    last_ctx c = { metric, false, 0 };
+    int rc = js_answer_rows(json, len, "rows", last_row, &c);
+    if (rc)
+        return rc;
+    if (!c.found)
         return TERN_ENOTFOUND;
-    *ts_ms = ts;
+    *ts_ms = c.ts;
     return 0;
 }
 
