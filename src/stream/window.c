@@ -18,77 +18,17 @@
 
 #include "base/alloc.h"
 #include "base/error.h"
+#include "base/decsum.h"
 #include "base/hash.h"
 
 #include <math.h>
 #include <string.h>
 
-/* ---- sums: exact for decimals, as the TSDB's warm windows (tsdb/warm.c) ---- */
-
-#define SUM_LIMIT INT64_C(9000000000000000) /* 9e15: scaled integers stay exact in a double */
-
-static const double pow10_tab[10] = { 1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9 };
-
-typedef struct sum_acc {
-    int64_t m;   /* sum of the values scaled by 10^e (while exact) */
-    int32_t e;   /* most decimals seen */
-    bool exact;  /* every value so far is a decimal with <= 9 places and m fits */
-    double fsum; /* plain float sum, the answer once not exact */
-} sum_acc;
-
-/* The fewest decimals (0..9) that write v exactly as the double nearest m / 10^e, or -1. */
-static int decimals_of(double v)
-{
-    for (int e = 0; e < 10; e++) {
-        double scaled = v * pow10_tab[e];
-        if (!(fabs(scaled) < 9e15))
-            return -1;
-        if (nearbyint(scaled) / pow10_tab[e] == v)
-            return e;
-    }
-    return -1;
-}
-
-static void sum_add(sum_acc *s, double v)
-{
-    s->fsum += v;
-    if (!s->exact)
-        return;
-    int d = decimals_of(v);
-    if (d < 0) {
-        s->exact = false;
-        return;
-    }
-    for (; s->e < d; s->e++) {
-        if (s->m > SUM_LIMIT / 10 || s->m < -SUM_LIMIT / 10) {
-            s->exact = false;
-            return;
-        }
-        s->m *= 10;
-    }
-    double t = nearbyint(v * pow10_tab[s->e]);
-    if (!(fabs(t) < 9e15)) {
-        s->exact = false;
-        return;
-    }
-    int64_t m = s->m + (int64_t)t;
-    if (m >= SUM_LIMIT || m <= -SUM_LIMIT) {
-        s->exact = false;
-        return;
-    }
-    s->m = m;
-}
-
-static double sum_value(const sum_acc *s)
-{
-    return s->exact ? (double)s->m / pow10_tab[s->e] : s->fsum;
-}
-
 /* ---- window statistics (all but the sketch) ---- */
 
 typedef struct wstat {
     uint64_t count;
-    sum_acc sum;
+    tern_decsum sum; /* exact for decimals, as the store's warm windows */
     double min, max, last;
     int64_t last_ts;
 } wstat;
@@ -96,7 +36,7 @@ typedef struct wstat {
 static void wstat_init(wstat *st)
 {
     memset(st, 0, sizeof(*st));
-    st->sum.exact = true;
+    tern_decsum_init(&st->sum);
     st->min = st->max = st->last = NAN;
     st->last_ts = INT64_MIN;
 }
@@ -105,7 +45,7 @@ static void wstat_init(wstat *st)
 static void wstat_add(wstat *st, int64_t ts, double v)
 {
     st->count++;
-    sum_add(&st->sum, v);
+    tern_decsum_add(&st->sum, v);
     if (v == v) {
         if (st->min != st->min || v < st->min)
             st->min = v;
@@ -605,7 +545,7 @@ static int win_emit(tern_window_engine *e, win *w, bool correction)
             .start_ms = w->start,
             .end_ms = w->start + e->c.window_ms,
             .count = st.count,
-            .sum = sum_value(&st.sum),
+            .sum = tern_decsum_value(&st.sum),
             .min = st.min,
             .max = st.max,
             .last = st.last,

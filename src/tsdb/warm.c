@@ -9,6 +9,7 @@
  * decimal telemetry are decimals), the sketches as length-prefixed bytes.
  */
 #include "base/alloc.h"
+#include "base/decsum.h"
 #include "base/error.h"
 #include "base/varint.h"
 #include "tsdb/sketch.h"
@@ -101,51 +102,6 @@ static int64_t window_of(int64_t ts)
     return r < 0 ? ts - r - TSDB_WINDOW_MS : ts - r;
 }
 
-static const double pow10_tab[10] = { 1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9 };
-
-/* The fewest decimals (0..9) that write v exactly as the double nearest m / 10^e, or -1. */
-static int decimals_of(double v)
-{
-    for (int e = 0; e < 10; e++) {
-        double scaled = v * pow10_tab[e];
-        if (!(fabs(scaled) < 9e15))
-            return -1;
-        double m = nearbyint(scaled);
-        if (m / pow10_tab[e] == v)
-            return e;
-    }
-    return -1;
-}
-
-/*
- * The sum of a window's values. Telemetry values are decimals (a device's 1-2 decimals); their
- * sum computed on the scaled integers is exact and comes out as the double nearest the true
- * decimal sum, which the chunk codec then stores as a decimal (a naive float sum picks up
- * binary noise, 0.1 + 0.2, that costs ~40 bits a window). Other values are summed as doubles.
- */
-static double window_sum(const double *v, size_t n)
-{
-    int e = 0;
-    for (size_t i = 0; i < n && e >= 0; i++) {
-        int d = decimals_of(v[i]);
-        e = d < 0 ? -1 : (d > e ? d : e);
-    }
-    if (e >= 0) {
-        double m = 0; /* exact: every term is an integer below 9e15 / n */
-        bool exact = true;
-        for (size_t i = 0; i < n; i++) {
-            m += nearbyint(v[i] * pow10_tab[e]);
-            exact = exact && fabs(m) < 9e15;
-        }
-        if (exact)
-            return m / pow10_tab[e];
-    }
-    double sum = 0;
-    for (size_t i = 0; i < n; i++)
-        sum += v[i];
-    return sum;
-}
-
 bool tsdb_window_sketch_implied(const tsdb_window *w)
 {
     if (w->min != w->min || w->max != w->max)
@@ -178,7 +134,6 @@ int tsdb_window_sketch(const tsdb_window *w, const uint8_t *bytes, tern_sketch *
 
 int tsdb_windows_from_points(const tsdb_point *p, size_t n, uint8_t kind, tsdb_windows *out)
 {
-    double vals[512];
     tern_sketch sk;
     int rc = tern_sketch_init(&sk, TERN_SKETCH_DEFAULT_ACCURACY);
     if (rc)
@@ -190,16 +145,13 @@ int tsdb_windows_from_points(const tsdb_point *p, size_t n, uint8_t kind, tsdb_w
         double v = value_of(kind, p[i].v);
         w.min = w.max = v;
         tern_sketch_reset(&sk);
-        size_t nv = 0;
-        bool decimal_sum = true;
+        /* exact for decimals (base/decsum.h), as the stream's windows */
+        tern_decsum sum;
+        tern_decsum_init(&sum);
         for (; i < n && p[i].ts < w.start + TSDB_WINDOW_MS && rc == 0; i++) {
             v = value_of(kind, p[i].v);
             w.count++;
-            w.sum += v;
-            if (nv < sizeof(vals) / sizeof(vals[0]))
-                vals[nv++] = v;
-            else
-                decimal_sum = false; /* more than 512 points a minute: a float sum */
+            tern_decsum_add(&sum, v);
             if (v < w.min || w.min != w.min)
                 w.min = v;
             if (v > w.max || w.max != w.max)
@@ -207,8 +159,7 @@ int tsdb_windows_from_points(const tsdb_point *p, size_t n, uint8_t kind, tsdb_w
             w.last = v;
             rc = tern_sketch_add(&sk, v);
         }
-        if (decimal_sum)
-            w.sum = window_sum(vals, nv);
+        w.sum = tern_decsum_value(&sum);
         w.sk_off = (uint32_t)out->sk.len;
         /* a window whose values its aggregates already give (all equal, or at most two: min
          * and max) stores no sketch: tsdb_window_sketch rebuilds it (parked devices' flat
