@@ -6,7 +6,8 @@
  * stored raw or as one zstd frame. Parsing treats every byte as untrusted: a header is checked
  * structurally before its length is used, a batch is used only after its CRC verifies, and the
  * records are walked once in full before any is handed out, so a reader never gets half a
- * batch. Pure functions, thread-safe.
+ * batch. Pure functions, thread-safe; each thread that decompresses keeps one zstd
+ * decompression context (a pthread key), freed when the thread exits.
  */
 #include "log/embedded_int.h"
 
@@ -14,8 +15,41 @@
 #include "base/error.h"
 #include "base/varint.h"
 
+#include <pthread.h>
 #include <string.h>
 #include <zstd.h>
+
+/* ---- one zstd decompression context per thread ----
+ * ZSTD_decompress makes and frees a context per call; a consumer decompresses every batch. */
+
+static pthread_key_t dctx_key;
+static pthread_once_t dctx_once = PTHREAD_ONCE_INIT;
+static bool dctx_key_ok;
+
+static void free_dctx(void *d)
+{
+    ZSTD_freeDCtx(d);
+}
+
+static void dctx_key_make(void)
+{
+    dctx_key_ok = pthread_key_create(&dctx_key, free_dctx) == 0;
+}
+
+/* thread_dctx: the calling thread's decompression context, or NULL when out of memory (or
+ * when no key could be made: the caller then decompresses with a context of its own). */
+static ZSTD_DCtx *thread_dctx(void)
+{
+    pthread_once(&dctx_once, dctx_key_make);
+    if (!dctx_key_ok)
+        return NULL;
+    ZSTD_DCtx *d = pthread_getspecific(dctx_key);
+    if (!d && (d = ZSTD_createDCtx()) != NULL && pthread_setspecific(dctx_key, d) != 0) {
+        ZSTD_freeDCtx(d);
+        d = NULL;
+    }
+    return d;
+}
 
 static void put_le32(uint8_t *p, uint32_t v)
 {
@@ -160,7 +194,10 @@ int tern_log__batch_records(const uint8_t *batch, const tern_emb_batch_hdr *h, t
         tern_buf_reset(scratch);
         if (tern_buf_reserve(scratch, h->records_len) != 0)
             return TERN_ENOMEM;
-        size_t got = ZSTD_decompress(scratch->data, h->records_len, stored, stored_len);
+        ZSTD_DCtx *dctx = thread_dctx();
+        size_t got = dctx
+            ? ZSTD_decompressDCtx(dctx, scratch->data, h->records_len, stored, stored_len)
+            : ZSTD_decompress(scratch->data, h->records_len, stored, stored_len);
         if (ZSTD_isError(got) || got != h->records_len)
             return TERN_ECORRUPT;
         scratch->len = got;

@@ -6,10 +6,18 @@
  * Write path: tern_log_append encodes the record into its partition's pending batch under the
  * partition's mutex (the offset is assigned there, so offsets follow call order) and returns.
  * The I/O thread runs a cycle at most every group_commit_ms (GROUP) or as soon as something is
- * pending (ALWAYS): it takes every pending batch, writes each with one pwrite, fdatasyncs each
- * written partition, then publishes the batches to readers and runs the callbacks in offset
- * order. A failed write or fsync completes that batch's appends with TERN_EIO and truncates
- * the segment back to its durable size; the next cycle writes normally.
+ * pending (ALWAYS): it takes every pending batch and writes each with one pwrite, then hands
+ * the cycle to the sync thread (tern-log-sync), which fdatasyncs each written partition while
+ * the I/O thread goes on writing the next cycle. Before handing on cycle N+1, the I/O thread
+ * waits for cycle N's fsyncs; only then does it publish cycle N's batches to readers and run
+ * its callbacks, in cycle and offset order, so a callback still means "after the fsync that
+ * covers it" (with ALWAYS too: every batch gets its own partition fsync before its callbacks).
+ * A failed write or fsync completes that batch's appends with TERN_EIO and truncates the
+ * segment back to its durable size; a batch of the next cycle already written behind a batch
+ * whose fsync failed is cut by that truncation and fails with TERN_EIO too (never reported
+ * durable). The next cycle writes normally. Anything that needs the partition quiet (rolling
+ * a segment, a truncation) first waits for the cycle being synced; a flush or close waits for
+ * both cycles.
  * Limits: pending bytes above 64 MiB -> TERN_EAGAIN; segments + pending above
  * disk_budget_bytes -> TERN_EQUOTA, refused at once.
  *
@@ -21,7 +29,7 @@
  * generation and each member recomputes its range assignment on its next call. Committed
  * offsets are rewritten atomically to DIR/groups/<group>.
  *
- * Lock order: topics_lock -> gmu -> pmu / smu; mu and data_mu are leaves.
+ * Lock order: topics_lock -> gmu -> pmu / smu; mu, sync_mu and data_mu are leaves.
  */
 #include "log/embedded_int.h"
 
@@ -79,9 +87,16 @@ typedef struct emb_inflight {
     tern_emb_seg *seg;
     uint64_t pos;
     tern_emb_batch_hdr h;
-    int status;
+    int status; /* write, then fsync (set by the sync thread while the cycle is synced) */
     bool rolled;
+    bool syncing; /* written and handed to the sync thread: status holds the fsync's result */
 } emb_inflight;
+
+/* The batches of one I/O cycle (two of them: one being written, one being synced). */
+typedef struct emb_cycle {
+    emb_inflight *f;
+    size_t n, cap;
+} emb_cycle;
 
 typedef struct emb_log {
     struct tern_log base;
@@ -103,8 +118,16 @@ typedef struct emb_log {
     int lock_fd; /* DIR/lock, held with flock(LOCK_EX) while open: one process per log */
     _Atomic uint64_t pending_bytes;
     _Atomic uint64_t disk_bytes;
-    emb_inflight *inflight; /* I/O thread only */
-    size_t cap_inflight;
+    emb_cycle cycles[2]; /* I/O thread only, except the one handed to the sync thread */
+    emb_cycle *syncing;  /* the cycle whose fsyncs were handed on, NULL: none */
+
+    /* The sync thread fdatasyncs the job's batches while the I/O thread writes the next. */
+    pthread_mutex_t sync_mu;
+    pthread_cond_t sync_cv;
+    emb_cycle *sync_job; /* set by the I/O thread, cleared by the sync thread when done */
+    bool sync_quit;
+    bool have_sync_thread; /* false: the I/O thread syncs itself (thread creation failed) */
+    pthread_t sync_thread;
     tern_buf zbuf;
     ZSTD_CCtx *zctx;
     uint64_t last_retention_ms;
@@ -523,28 +546,28 @@ out:
 /* ---- the I/O thread ---------------------------------------------------------------------------
  */
 
-static int inflight_reserve(emb_log *L, size_t n)
+static int inflight_reserve(emb_cycle *c, size_t n)
 {
-    if (n <= L->cap_inflight)
+    if (n <= c->cap)
         return 0;
-    emb_inflight *a = tern_realloc(L->inflight, n * sizeof *a);
+    emb_inflight *a = tern_realloc(c->f, n * sizeof *a);
     if (!a)
         return TERN_ENOMEM;
-    memset(a + L->cap_inflight, 0, (n - L->cap_inflight) * sizeof *a);
-    L->inflight = a;
-    L->cap_inflight = n;
+    memset(a + c->cap, 0, (n - c->cap) * sizeof *a);
+    c->f = a;
+    c->cap = n;
     return 0;
 }
 
-/* take_pending moves every partition's pending batch into L->inflight; returns how many. */
-static size_t take_pending(emb_log *L)
+/* take_pending moves every partition's pending batch into c; returns how many. */
+static size_t take_pending(emb_log *L, emb_cycle *c)
 {
     size_t n = 0;
     pthread_rwlock_rdlock(&L->topics_lock);
     size_t total = 0;
     for (size_t i = 0; i < L->n_topics; i++)
         total += L->topics[i]->n_partitions;
-    if (inflight_reserve(L, total) != 0) {
+    if (inflight_reserve(c, total) != 0) {
         pthread_rwlock_unlock(&L->topics_lock);
         return 0; /* retried next cycle */
     }
@@ -557,7 +580,7 @@ static size_t take_pending(emb_log *L)
                 pthread_mutex_unlock(&p->pmu);
                 continue;
             }
-            emb_inflight *f = &L->inflight[n++];
+            emb_inflight *f = &c->f[n++];
             tern_buf spare = f->buf;
             tern_emb_cb *spare_cbs = f->cbs;
             size_t spare_cap = f->cap_cbs;
@@ -650,40 +673,93 @@ static void run_retention(emb_log *L)
     pthread_rwlock_unlock(&L->topics_lock);
 }
 
-static void io_cycle(emb_log *L)
+/* sync_batches fdatasyncs every batch of c handed on (syncing). */
+static void sync_batches(emb_cycle *c)
 {
-    size_t n = take_pending(L);
+    for (size_t i = 0; i < c->n; i++) {
+        emb_inflight *f = &c->f[i];
+        if (f->syncing)
+            f->status = tern_log__part_sync(f->part, f->seg);
+    }
+}
+
+static void *sync_main(void *arg)
+{
+    emb_log *L = arg;
+    pthread_setname_np(pthread_self(), "tern-log-sync");
+    pthread_mutex_lock(&L->sync_mu);
+    for (;;) {
+        while (!L->sync_job && !L->sync_quit)
+            pthread_cond_wait(&L->sync_cv, &L->sync_mu);
+        if (!L->sync_job)
+            break;
+        emb_cycle *c = L->sync_job;
+        pthread_mutex_unlock(&L->sync_mu);
+        sync_batches(c);
+        pthread_mutex_lock(&L->sync_mu);
+        L->sync_job = NULL;
+        pthread_cond_broadcast(&L->sync_cv);
+    }
+    pthread_mutex_unlock(&L->sync_mu);
+    return NULL;
+}
+
+/* hand_on gives the written batches of c to the sync thread (or syncs them here when there is
+ * no sync thread). c must not be touched until finish_synced returns. */
+static void hand_on(emb_log *L, emb_cycle *c)
+{
+    TERN_ASSERT(!L->syncing);
+    for (size_t i = 0; i < c->n; i++)
+        c->f[i].syncing = c->f[i].status == 0;
+    L->syncing = c;
+    if (!L->have_sync_thread) {
+        sync_batches(c);
+        return;
+    }
+    pthread_mutex_lock(&L->sync_mu);
+    L->sync_job = c;
+    pthread_cond_broadcast(&L->sync_cv);
+    pthread_mutex_unlock(&L->sync_mu);
+}
+
+/*
+ * finish_synced waits for the fsyncs of the cycle handed on (if any), then commits its durable
+ * batches, publishes them, and runs its callbacks in order. A partition whose fsync failed is
+ * truncated back to its durable size: that also cuts the batch of that partition that the
+ * current cycle (cur, its first n_written batches written) may already hold, which then fails.
+ */
+static void finish_synced(emb_log *L, emb_cycle *cur, size_t n_written)
+{
+    emb_cycle *c = L->syncing;
+    if (!c)
+        return;
+    if (L->have_sync_thread) {
+        pthread_mutex_lock(&L->sync_mu);
+        while (L->sync_job)
+            pthread_cond_wait(&L->sync_cv, &L->sync_mu);
+        pthread_mutex_unlock(&L->sync_mu);
+    }
+    L->syncing = NULL;
     bool any_rolled = false, any_durable = false;
-    for (size_t i = 0; i < n; i++) {
-        emb_inflight *f = &L->inflight[i];
-        tern_emb_part *p = f->part;
-        const uint8_t *bytes = seal_batch(L, f);
-        size_t segs_before = p->n_segs;
-        f->status = tern_log__part_write(p, bytes, &f->h, L->cfg.segment_bytes, &f->seg, &f->pos);
-        f->rolled = p->n_segs != segs_before;
+    for (size_t i = 0; i < c->n; i++) {
+        emb_inflight *f = &c->f[i];
         any_rolled |= f->rolled;
-        if (f->status != 0) {
-            tern_log__error("%s: write of offsets %" PRId64 "..%" PRId64 " failed: %s", p->dir,
-                f->base, f->base + f->count - 1, tern_strerror(f->status));
-            tern_log__part_truncate(p);
-        }
-    }
-    /* Start writeback of every batch first, so the device works on all of them at once; each
-     * fdatasync below then mostly waits for I/O already in flight instead of issuing it. */
-    for (size_t i = 0; i < n; i++) {
-        emb_inflight *f = &L->inflight[i];
-        if (f->status == 0)
-            tern_log__part_start_writeback(f->seg, f->pos, 4u + (uint64_t)f->h.length);
-    }
-    for (size_t i = 0; i < n; i++) {
-        emb_inflight *f = &L->inflight[i];
-        if (f->status != 0)
-            continue;
-        f->status = tern_log__part_sync(f->part, f->seg);
+        if (!f->syncing)
+            continue; /* the write failed (truncated then) */
+        f->syncing = false;
         if (f->status != 0) {
             tern_log__error("%s: fsync of offsets %" PRId64 "..%" PRId64 " failed: %s",
                 f->part->dir, f->base, f->base + f->count - 1, tern_strerror(f->status));
             tern_log__part_truncate(f->part);
+            for (size_t j = 0; cur && j < n_written; j++) {
+                emb_inflight *g = &cur->f[j];
+                if (g->part == f->part && g->status == 0) {
+                    g->status = TERN_EIO;
+                    tern_log__error("%s: offsets %" PRId64 "..%" PRId64
+                                    " were written behind a failed fsync: dropped",
+                        g->part->dir, g->base, g->base + g->count - 1);
+                }
+            }
             continue;
         }
         atomic_fetch_add(&L->base.counters.fsyncs, 1);
@@ -700,30 +776,82 @@ static void io_cycle(emb_log *L)
         L->last_retention_ms = now;
         run_retention(L);
     }
-    for (size_t i = 0; i < n; i++)
-        complete(L, &L->inflight[i]);
+    for (size_t i = 0; i < c->n; i++)
+        complete(L, &c->f[i]);
+    c->n = 0;
+}
+
+/*
+ * io_cycle takes every pending batch and writes it while the previous cycle is being synced,
+ * then finishes the previous cycle and hands this one on. Retention deletes only closed
+ * segments, and a segment is closed (rolled) only once nothing is being synced, so the sync
+ * thread never sees a segment freed under it.
+ */
+static void io_cycle(emb_log *L)
+{
+    emb_cycle *c = L->syncing == &L->cycles[0] ? &L->cycles[1] : &L->cycles[0];
+    size_t n = take_pending(L, c);
+    c->n = n;
+    for (size_t i = 0; i < n; i++) {
+        emb_inflight *f = &c->f[i];
+        tern_emb_part *p = f->part;
+        const uint8_t *bytes = seal_batch(L, f);
+        if (L->syncing && tern_log__part_write_barrier(p, &f->h, L->cfg.segment_bytes))
+            finish_synced(L, c, i);
+        size_t segs_before = p->n_segs;
+        f->syncing = false;
+        f->status = tern_log__part_write(p, bytes, &f->h, L->cfg.segment_bytes, &f->seg, &f->pos);
+        f->rolled = p->n_segs != segs_before;
+        if (f->status != 0) {
+            tern_log__error("%s: write of offsets %" PRId64 "..%" PRId64 " failed: %s", p->dir,
+                f->base, f->base + f->count - 1, tern_strerror(f->status));
+            finish_synced(L, c, i); /* the truncation may cut only what is not being synced */
+            tern_log__part_truncate(p);
+        }
+    }
+    /* Start writeback of every batch first, so the device works on all of them at once; each
+     * fdatasync then mostly waits for I/O already in flight instead of issuing it. */
+    for (size_t i = 0; i < n; i++) {
+        emb_inflight *f = &c->f[i];
+        if (f->status == 0)
+            tern_log__part_start_writeback(f->seg, f->pos, 4u + (uint64_t)f->h.length);
+    }
+    finish_synced(L, c, n);
+    if (n > 0)
+        hand_on(L, c);
 }
 
 static void *io_main(void *arg)
 {
     emb_log *L = arg;
     pthread_setname_np(pthread_self(), "tern-log-io"); /* top -H, bench CPU per stage */
+    /* Without a sync thread the log still works: the I/O thread then syncs each cycle itself. */
+    L->have_sync_thread = pthread_create(&L->sync_thread, NULL, sync_main, L) == 0;
+    if (!L->have_sync_thread)
+        tern_log__warn("cannot start the log sync thread: syncing on the I/O thread");
     uint64_t last_cycle = mono_ms();
     pthread_mutex_lock(&L->mu);
     for (;;) {
         bool closing = atomic_load(&L->closing);
         uint64_t now = mono_ms();
         bool due = closing || L->flush_req > L->flush_done;
-        if (!due && atomic_load(&L->kicked)) {
-            uint64_t at = last_cycle + L->cfg.group_commit_ms;
-            if (L->cfg.fsync == TERN_LOG_FSYNC_ALWAYS || now >= at) {
-                due = true;
-            } else {
-                struct timespec ts;
-                deadline_ts(&ts, at);
-                pthread_cond_timedwait(&L->io_cv, &L->mu, &ts);
-                continue;
-            }
+        bool kicked = atomic_load(&L->kicked);
+        if (!due && kicked
+            && (L->cfg.fsync == TERN_LOG_FSYNC_ALWAYS
+                || now >= last_cycle + L->cfg.group_commit_ms))
+            due = true;
+        if (!due && L->syncing) {
+            /* Nothing to write right now: finish the cycle being synced (its callbacks). */
+            pthread_mutex_unlock(&L->mu);
+            finish_synced(L, NULL, 0);
+            pthread_mutex_lock(&L->mu);
+            continue;
+        }
+        if (!due && kicked) {
+            struct timespec ts;
+            deadline_ts(&ts, last_cycle + L->cfg.group_commit_ms);
+            pthread_cond_timedwait(&L->io_cv, &L->mu, &ts);
+            continue;
         }
         if (!due) {
             struct timespec ts;
@@ -737,10 +865,13 @@ static void *io_main(void *arg)
             continue;
         }
         uint64_t req = L->flush_req;
+        bool flushing = closing || req > L->flush_done;
         atomic_store(&L->kicked, false);
         last_cycle = now;
         pthread_mutex_unlock(&L->mu);
         io_cycle(L);
+        if (flushing)
+            finish_synced(L, NULL, 0); /* a flush returns once both cycles are durable */
         pthread_mutex_lock(&L->mu);
         L->flush_done = req;
         pthread_cond_broadcast(&L->done_cv);
@@ -750,6 +881,13 @@ static void *io_main(void *arg)
     L->io_exited = true;
     pthread_cond_broadcast(&L->done_cv);
     pthread_mutex_unlock(&L->mu);
+    if (L->have_sync_thread) {
+        pthread_mutex_lock(&L->sync_mu);
+        L->sync_quit = true;
+        pthread_cond_broadcast(&L->sync_cv);
+        pthread_mutex_unlock(&L->sync_mu);
+        pthread_join(L->sync_thread, NULL);
+    }
     return NULL;
 }
 
@@ -1467,11 +1605,14 @@ static void log_free(emb_log *L)
     for (size_t i = 0; i < L->n_groups; i++)
         group_free(L->groups[i]);
     tern_free(L->groups);
-    for (size_t i = 0; i < L->cap_inflight; i++) {
-        tern_buf_free(&L->inflight[i].buf);
-        tern_free(L->inflight[i].cbs);
+    for (int k = 0; k < 2; k++) {
+        emb_cycle *c = &L->cycles[k];
+        for (size_t i = 0; i < c->cap; i++) {
+            tern_buf_free(&c->f[i].buf);
+            tern_free(c->f[i].cbs);
+        }
+        tern_free(c->f);
     }
-    tern_free(L->inflight);
     tern_buf_free(&L->zbuf);
     ZSTD_freeCCtx(L->zctx);
     tern_free(L->dir);
@@ -1479,6 +1620,8 @@ static void log_free(emb_log *L)
     tern_free(L->groups_dir);
     pthread_rwlock_destroy(&L->topics_lock);
     pthread_mutex_destroy(&L->mu);
+    pthread_mutex_destroy(&L->sync_mu);
+    pthread_cond_destroy(&L->sync_cv);
     pthread_cond_destroy(&L->io_cv);
     pthread_cond_destroy(&L->done_cv);
     pthread_mutex_destroy(&L->data_mu);
@@ -1500,6 +1643,8 @@ static int e_open(const tern_log_config *cfg, tern_log **out)
     L->cfg.kafka_brokers = L->cfg.kafka_client_id = NULL;
     pthread_rwlock_init(&L->topics_lock, NULL);
     pthread_mutex_init(&L->mu, NULL);
+    pthread_mutex_init(&L->sync_mu, NULL);
+    pthread_cond_init(&L->sync_cv, NULL);
     pthread_mutex_init(&L->data_mu, NULL);
     pthread_mutex_init(&L->gmu, NULL);
     int rc = cond_init_mono(&L->io_cv);
