@@ -41,7 +41,10 @@ struct tern_stream {
     /* the warm tier's windows: complete from valid_from on (the stream's first points plus
      * the allowed lateness: earlier windows may miss points read before a restart) */
     int64_t valid_from;
-    bool valid_known; /* valid_from is set (INT64_MIN: the group reads the log from its start) */
+    bool valid_known;  /* valid_from is set */
+    uint8_t *first_at; /* per partition: 0 nothing read yet, 1 read from offset 0, 2 from later */
+    uint32_t n_first_at;
+    bool resumed; /* some partition was first read past its start: a restart or a rebalance */
     uint64_t window_write_errors;
     pthread_mutex_t mu; /* stats, append completions */
     /* the stats as counters of the process's registry (/metrics), advanced after each batch */
@@ -219,9 +222,10 @@ static void windows_complete(tern_stream *s)
         return;
     tern_window_stats ws;
     tern_window_get_stats(s->windows, &ws);
-    if (!s->valid_known && ws.watermark_ms != INT64_MIN) {
-        /* the first points seen: windows from the minute after the newest of them plus the
-         * allowed lateness hold only points this stream read */
+    if (s->resumed && !s->valid_known && ws.watermark_ms != INT64_MIN) {
+        /* reading resumed past a partition's start: windows from the minute after the newest
+         * point seen plus the allowed lateness hold only points this stream read (every
+         * partition read from its first record instead: complete from the start) */
         int64_t t = ws.watermark_ms + 2 * s->cfg.window.allowed_lateness_ms;
         s->valid_from = t - (t % 60000 + 60000) % 60000 + 60000;
         s->valid_known = true;
@@ -294,6 +298,10 @@ static int store_summary(tern_stream *s, const tern_payload_topic *t)
 static int process(tern_stream *s, const tern_log_message *m, int64_t now)
 {
     s->st.records++;
+    if (m->partition < s->n_first_at && s->first_at[m->partition] == 0) {
+        s->first_at[m->partition] = m->offset == 0 ? 1 : 2;
+        s->resumed = s->resumed || m->offset != 0;
+    }
     size_t tl = 0;
     const char *topic = header(m, "topic", &tl);
     if (!topic)
@@ -501,20 +509,6 @@ static void *stream_main(void *arg)
     return NULL;
 }
 
-/* True when the group has committed nothing and the log still holds every record it took:
- * the stream then reads everything, and its windows are complete from the first. */
-static bool reads_whole_log(tern_log *log, const tern_stream_config *c, uint32_t parts)
-{
-    for (uint32_t p = 0; p < parts; p++) {
-        int64_t committed = 0, earliest = 0, latest = 0;
-        if (tern_log_committed(log, c->group, c->topic, p, &committed) != 0
-            || committed != TERN_LOG_OFFSET_EARLIEST
-            || tern_log_offsets(log, c->topic, p, &earliest, &latest) != 0 || earliest != 0)
-            return false;
-    }
-    return true;
-}
-
 int tern_stream_new(tern_log *log, tern_tsdb *db, const tern_stream_config *c, tern_stream **out,
     char *err, size_t err_cap)
 {
@@ -573,6 +567,10 @@ int tern_stream_new(tern_log *log, tern_tsdb *db, const tern_stream_config *c, t
             wc.n_partitions = parts;
         tern_window_callbacks cb = { on_point, on_duplicate, on_late, on_window, s };
         rc = tern_window_engine_new(&wc, &cb, &s->windows);
+        s->n_first_at = wc.n_partitions;
+        s->first_at = rc == 0 ? tern_calloc(s->n_first_at, 1) : NULL;
+        if (rc == 0 && !s->first_at)
+            rc = TERN_ENOMEM;
     }
     for (size_t i = 0; rc == 0 && i < 10; i++)
         (void)tern_metrics_add_counter(NULL, stream_counters[i].name, stream_counters[i].help, NULL,
@@ -593,7 +591,6 @@ int tern_stream_new(tern_log *log, tern_tsdb *db, const tern_stream_config *c, t
         tern_stream_free(s);
         return rc;
     }
-    s->valid_known = reads_whole_log(log, c, parts);
     *out = s;
     return 0;
 }
@@ -631,6 +628,7 @@ void tern_stream_free(tern_stream *s)
     tern_stream_stop(s);
     tern_log_consumer_close(s->consumer);
     tern_window_engine_free(s->windows);
+    tern_free(s->first_at);
     tern_alert_engine_free(s->alerts);
     tern_alert_rules_free(s->rules);
     tern_payload_decoder_free(&s->dec);
