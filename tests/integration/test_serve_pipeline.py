@@ -156,6 +156,53 @@ def test_stream_windows_answer_the_warm_tier(start, tmp_path):
         assert abs(a["avg"] - b["avg"]) <= 1e-9 * max(1.0, abs(b["avg"])), (a, b)
 
 
+def test_late_points_end_in_warm_windows_equal_to_raw(start, tmp_path):
+    """Points later than the watermark, into minutes the stream already closed (one still
+    correctable by the stream, one past its retention, one in a range the store already cut and
+    rolled up): they go to the late topic and into the hot tier, and the warm tier ends equal to
+    the aggregates computed from raw for every minute."""
+    http = th.free_port()
+    srv = serve(start, tmp_path / "data", http, partitions=1)
+    t30 = T0 // 1_800_000 * 1_800_000
+    r = Raw(srv.port, 4)
+    r.connect("car5")
+    pid = 0
+
+    def publish(seq, ts, soc):
+        nonlocal pid
+        pid = pid % 65535 + 1
+        r.send(publish_packet("fleet/car5/telemetry", sample(seq, ts, soc, 1000 + seq), qos=1,
+                              packet_id=pid))
+        assert r.expect(PUBACK, timeout=10).packet_id == pid
+
+    for i in range(1, 421):  # 70 minutes: the store cuts (and rolls up) the first half hour
+        publish(i, t30 + i * 10_000, round(50 + i % 40 / 10, 1))
+    late = [(10, 99.5), (40, 1.5), (68, 77.7)]  # minute, value: all behind the watermark
+    for k, (minute, soc) in enumerate(late):
+        publish(10_000 + k, t30 + minute * 60_000 + 5_000, soc)
+    for i in range(421, 841):  # 70 minutes more: the late minutes are cut and rolled up again
+        publish(i, t30 + i * 10_000, round(50 + i % 40 / 10, 1))
+    r.close()
+
+    q = (f"/api/v1/query?device=car5&metric=soc&start={t30}&end={t30 + 90 * 60_000}"
+         f"&step=60s&agg=count,min,max,avg")
+
+    def equal():
+        w, h = get_json(http, q + "&tier=warm"), get_json(http, q + "&tier=hot")
+        if w["tier"] != "warm" or w["count"] != 90 or h["count"] != 90:
+            return False, (w.get("tier"), w.get("count"), h.get("count"))
+        diff = [(a, b) for a, b in zip(w["rows"], h["rows"])
+                if (a["ts"], a["count"], a["min"], a["max"]) != (b["ts"], b["count"], b["min"],
+                                                                 b["max"])
+                or abs(a["avg"] - b["avg"]) > 1e-9 * max(1.0, abs(b["avg"]))]
+        return not diff, diff[:3]
+    wait_until(equal, "warm windows equal to raw, late points included", timeout_s=90)
+    hot = get_json(http, q + "&tier=hot")["rows"]
+    for minute, soc in late:  # the late points are in them
+        row = hot[minute]
+        assert row["count"] == 7 and (row["min"] == soc or row["max"] == soc), row
+
+
 def test_kill9_loses_nothing_acknowledged(start, tmp_path):
     data = tmp_path / "data"
     http = th.free_port()
