@@ -145,10 +145,14 @@ int tern_broker_new(tern_loop *loop, const tern_broker_config *cfg, tern_broker 
     b->listen_copy = copy_strings(cfg->listen, cfg->n_listen);
     b->tls_listen_copy = copy_strings(cfg->tls_listen, cfg->n_tls_listen);
     b->ingest_copy = copy_strings(cfg->ingest_filters, cfg->n_ingest_filters);
+    b->ingest_len = tern_calloc(cfg->n_ingest_filters + 1, sizeof *b->ingest_len);
+    for (size_t i = 0; b->ingest_copy && b->ingest_len && i < cfg->n_ingest_filters; i++)
+        b->ingest_len[i] = strlen(b->ingest_copy[i]);
     b->n_session_buckets = 1024;
     b->sessions = tern_calloc(b->n_session_buckets, sizeof *b->sessions);
     b->listeners = tern_calloc(cfg->n_listen + cfg->n_tls_listen + 1, sizeof *b->listeners);
-    if (!b->listen_copy || !b->tls_listen_copy || !b->ingest_copy || !b->sessions || !b->listeners)
+    if (!b->listen_copy || !b->tls_listen_copy || !b->ingest_copy || !b->ingest_len || !b->sessions
+        || !b->listeners)
         goto fail;
     b->cfg.listen = (const char *const *)b->listen_copy;
     b->cfg.tls_listen = (const char *const *)b->tls_listen_copy;
@@ -235,6 +239,7 @@ void tern_broker_free(tern_broker *b)
     free_strings(b->listen_copy);
     free_strings(b->tls_listen_copy);
     free_strings(b->ingest_copy);
+    tern_free(b->ingest_len);
     tern_free(b->sessions);
     tern_free(b->listeners);
     tern_free(b);

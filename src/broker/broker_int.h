@@ -187,6 +187,7 @@ struct tern_broker {
     char **listen_copy;
     char **tls_listen_copy;
     char **ingest_copy;
+    size_t *ingest_len; /* ingest_copy[i]'s length: matched against every publish */
     broker_listener *listeners;
     size_t n_listeners;
     broker_conn *conns;  /* open connections */

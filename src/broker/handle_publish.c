@@ -50,7 +50,7 @@ bool broker_is_ingest_topic(const tern_broker *b, const uint8_t *topic, size_t l
 {
     for (size_t i = 0; i < b->cfg.n_ingest_filters; i++) {
         const char *f = b->cfg.ingest_filters[i];
-        if (tern_mqtt_topic_matches((const uint8_t *)f, strlen(f), topic, len))
+        if (tern_mqtt_topic_matches((const uint8_t *)f, b->ingest_len[i], topic, len))
             return true;
     }
     return false;
