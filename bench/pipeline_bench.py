@@ -41,8 +41,6 @@ import urllib.error
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STAGES = ["tern", "tern-log-io", "tern-stream", "tern-tsdb-wal", "tern-tsdb-maint",
-          "tern-tsdb-scan", "tern-auth"]
 
 
 def log(msg):

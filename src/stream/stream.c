@@ -38,14 +38,15 @@ struct tern_stream {
     size_t last_batch_device_len;
     int pending_appends;
     int append_error;
-    /* the warm tier's windows: complete from valid_from on (the stream's first points plus
-     * the allowed lateness: earlier windows may miss points read before a restart) */
+    /* the warm tier's windows (written when the windows are the warm tier's minutes): complete
+     * from valid_from on (the stream's first points plus the allowed lateness: earlier windows
+     * may miss points read before a restart) */
+    bool warm_windows;
     int64_t valid_from;
-    bool valid_known;  /* valid_from is set */
-    uint8_t *first_at; /* per partition: 0 nothing read yet, 1 read from offset 0, 2 from later */
-    uint32_t n_first_at;
-    bool resumed; /* some partition was first read past its start: a restart or a rebalance */
-    uint64_t window_write_errors;
+    bool valid_known; /* valid_from is set */
+    bool *seen;       /* per partition: a record of it was read */
+    uint32_t n_seen;
+    bool resumed;       /* some partition was first read past its start: a restart or a rebalance */
     pthread_mutex_t mu; /* stats, append completions */
     /* the stats as counters of the process's registry (/metrics), advanced after each batch */
     tern_metrics_counter *m_counters[10];
@@ -183,12 +184,15 @@ static int on_alert(void *arg, const tern_alert_event *e)
     return rc;
 }
 
+/* The warm tier's window width (tsdb/warm.c): only windows of this width go there. */
+#define WARM_WINDOW_MS 60000
+
 static int on_window(void *arg, const tern_window_result *w)
 {
     tern_stream *s = arg;
     s->st.windows++;
-    if (!s->cfg.write_windows || s->cfg.window.window_ms != 60000)
-        return 0; /* the warm tier holds 1-minute windows only */
+    if (!s->warm_windows)
+        return 0;
     tern_tsdb_window tw = {
         .device = w->device,
         .device_len = w->device_len,
@@ -206,7 +210,6 @@ static int on_window(void *arg, const tern_window_result *w)
     if (rc) {
         /* provisional data (the store recomputes windows from raw at the cut): never a
          * reason to hold the stream back */
-        s->window_write_errors++;
         TERN_LOG_RATELIMITED(TERN_LOG_WARN, "stream",
             "a window for the warm tier was not "
             "written (%s): queries read raw points there",
@@ -218,7 +221,7 @@ static int on_window(void *arg, const tern_window_result *w)
 /* After a batch: the windows before the engine's closed frontier are all written. */
 static void windows_complete(tern_stream *s)
 {
-    if (!s->cfg.write_windows || s->cfg.window.window_ms != 60000)
+    if (!s->warm_windows)
         return;
     tern_window_stats ws;
     tern_window_get_stats(s->windows, &ws);
@@ -227,7 +230,7 @@ static void windows_complete(tern_stream *s)
          * point seen plus the allowed lateness hold only points this stream read (every
          * partition read from its first record instead: complete from the start) */
         int64_t t = ws.watermark_ms + 2 * s->cfg.window.allowed_lateness_ms;
-        s->valid_from = t - (t % 60000 + 60000) % 60000 + 60000;
+        s->valid_from = t - (t % WARM_WINDOW_MS + WARM_WINDOW_MS) % WARM_WINDOW_MS + WARM_WINDOW_MS;
         s->valid_known = true;
     }
     if (ws.closed_before_ms != INT64_MIN)
@@ -298,8 +301,8 @@ static int store_summary(tern_stream *s, const tern_payload_topic *t)
 static int process(tern_stream *s, const tern_log_message *m, int64_t now)
 {
     s->st.records++;
-    if (m->partition < s->n_first_at && s->first_at[m->partition] == 0) {
-        s->first_at[m->partition] = m->offset == 0 ? 1 : 2;
+    if (m->partition < s->n_seen && !s->seen[m->partition]) {
+        s->seen[m->partition] = true;
         s->resumed = s->resumed || m->offset != 0;
     }
     size_t tl = 0;
@@ -521,6 +524,7 @@ int tern_stream_new(tern_log *log, tern_tsdb *db, const tern_stream_config *c, t
     s->db = db;
     s->cfg = *c;
     s->valid_from = INT64_MIN;
+    s->warm_windows = c->write_windows && c->window.window_ms == WARM_WINDOW_MS;
     pthread_mutex_init(&s->mu, NULL);
     uint32_t parts = 0;
     int rc = tern_log_partition_count(log, c->topic, &parts);
@@ -567,9 +571,9 @@ int tern_stream_new(tern_log *log, tern_tsdb *db, const tern_stream_config *c, t
             wc.n_partitions = parts;
         tern_window_callbacks cb = { on_point, on_duplicate, on_late, on_window, s };
         rc = tern_window_engine_new(&wc, &cb, &s->windows);
-        s->n_first_at = wc.n_partitions;
-        s->first_at = rc == 0 ? tern_calloc(s->n_first_at, 1) : NULL;
-        if (rc == 0 && !s->first_at)
+        s->n_seen = wc.n_partitions;
+        s->seen = rc == 0 ? tern_calloc(s->n_seen, sizeof(*s->seen)) : NULL;
+        if (rc == 0 && !s->seen)
             rc = TERN_ENOMEM;
     }
     for (size_t i = 0; rc == 0 && i < 10; i++)
@@ -628,7 +632,7 @@ void tern_stream_free(tern_stream *s)
     tern_stream_stop(s);
     tern_log_consumer_close(s->consumer);
     tern_window_engine_free(s->windows);
-    tern_free(s->first_at);
+    tern_free(s->seen);
     tern_alert_engine_free(s->alerts);
     tern_alert_rules_free(s->rules);
     tern_payload_decoder_free(&s->dec);

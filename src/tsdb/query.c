@@ -421,10 +421,23 @@ static int seq_cmp(const void *a, const void *b)
     return (x->seq > y->seq) - (x->seq < y->seq);
 }
 
-/* Under db->mu: copy the device's head points in range and reference the overlapping blocks. */
+/* Where the raw part of q starts for the device: after the part the warm tier answers. */
 static int64_t raw_start(const tern_tsdb_query *q, const dev_pts *d)
 {
     return d->warm_end > q->start_ms ? d->warm_end : q->start_ms;
+}
+
+/* References the blocks of set overlapping the warm part of q (the caller made room). */
+static void warm_refs(const tsdb_blockset *set, const tern_tsdb_query *q, dev_pts *d)
+{
+    for (size_t i = 0; i < set->n && d->warm_end > q->start_ms; i++) {
+        tsdb_block *b = set->b[i];
+        if (b->max_ts < q->start_ms || b->min_ts >= d->warm_end)
+            continue;
+        __atomic_add_fetch(&b->refs, 1, __ATOMIC_ACQ_REL);
+        d->blocks[d->n_blocks++] = b;
+        d->n_warm++;
+    }
 }
 
 /* Under db->mu: copy the device's head points in the raw part of the range and reference the
@@ -463,23 +476,10 @@ static int gather_locked(
         __atomic_add_fetch(&b->refs, 1, __ATOMIC_ACQ_REL);
         d->blocks[d->n_blocks++] = b;
     }
-    for (size_t i = 0; i < db->warm.n && d->warm_end > q->start_ms; i++) {
-        tsdb_block *b = db->warm.b[i];
-        if (b->max_ts < q->start_ms || b->min_ts >= d->warm_end)
-            continue;
-        __atomic_add_fetch(&b->refs, 1, __ATOMIC_ACQ_REL);
-        d->blocks[d->n_blocks++] = b;
-        d->n_warm++;
-    }
-    /* the stream's windows: sorted with the warm blocks by sequence, so the newest wins */
-    for (size_t i = 0; sw && i < sw->n && d->warm_end > q->start_ms; i++) {
-        tsdb_block *b = sw->b[i];
-        if (b->max_ts < q->start_ms || b->min_ts >= d->warm_end)
-            continue;
-        __atomic_add_fetch(&b->refs, 1, __ATOMIC_ACQ_REL);
-        d->blocks[d->n_blocks++] = b;
-        d->n_warm++;
-    }
+    /* the warm blocks, then the stream's windows: sorted together by sequence (newest wins) */
+    warm_refs(&db->warm, q, d);
+    if (sw)
+        warm_refs(sw, q, d);
     return 0;
 }
 

@@ -7,6 +7,7 @@
  */
 #include "base/error.h"
 #include "tsdb/tsdb.h"
+#include "tsdb/tsdb_test_dir.h"
 
 #include <ftw.h>
 #include <math.h>
@@ -21,28 +22,6 @@
 #include <unistd.h>
 
 #include <cmocka.h>
-
-static char *make_tmpdir(void)
-{
-    const char *root = getenv("TERN_TEST_TMP");
-    char buf[512];
-    snprintf(buf, sizeof buf, "%s/tsdbtestXXXXXX", root && root[0] ? root : "/tmp");
-    char *d = mkdtemp(buf);
-    return d ? strdup(d) : NULL;
-}
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static void rm_rf(const char *path)
-{
-    nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
 
 #define HOUR (3600 * 1000LL)
 #define T0 (1767225600000LL) /* 2026-01-01 */
@@ -291,7 +270,7 @@ static void test_random_against_model(void **state)
 {
     (void)state;
     memset(model, 0, sizeof model);
-    char *dir = make_tmpdir();
+    char *dir = tsdb_test_tmpdir("tsdbtest");
     assert_non_null(dir);
     tern_tsdb *db = open_db(dir, 0);
     int64_t head = T0;
@@ -328,7 +307,7 @@ static void test_random_against_model(void **state)
     assert_int_equal(tern_tsdb_compact(db), 0);
     check_all(db);
     assert_int_equal(tern_tsdb_close(db, true), 0);
-    rm_rf(dir);
+    tsdb_test_rm_rf(dir);
     free(dir);
 }
 
@@ -350,7 +329,7 @@ static int write_one(tern_tsdb *db, const char *dev, const char *metric, int64_t
 static void test_conflicts_and_limits(void **state)
 {
     (void)state;
-    char *dir = make_tmpdir();
+    char *dir = tsdb_test_tmpdir("tsdbtest");
     tern_tsdb *db = open_db(dir, 3);
     tern_tsdb_write_result res;
     assert_int_equal(write_one(db, "a", "x", T0, 1.5, false, &res), 0);
@@ -376,14 +355,14 @@ static void test_conflicts_and_limits(void **state)
     assert_int_equal(st.series, 3);
     assert_int_equal(st.series_refused, 1);
     assert_int_equal(tern_tsdb_close(db, true), 0);
-    rm_rf(dir);
+    tsdb_test_rm_rf(dir);
     free(dir);
 }
 
 static void test_last_and_groups(void **state)
 {
     (void)state;
-    char *dir = make_tmpdir();
+    char *dir = tsdb_test_tmpdir("tsdbtest");
     tern_tsdb *db = open_db(dir, 0);
     tern_tsdb_batch *b;
     assert_int_equal(tern_tsdb_batch_new(&b), 0);
@@ -475,7 +454,7 @@ static void test_last_and_groups(void **state)
     assert_int_equal(tern_tsdb_agg_parse("avg,median", &mask, err, sizeof err), TERN_EINVAL);
     assert_non_null(strstr(err, "median"));
     assert_int_equal(tern_tsdb_close(db, true), 0);
-    rm_rf(dir);
+    tsdb_test_rm_rf(dir);
     free(dir);
 }
 
@@ -484,7 +463,7 @@ static void test_last_and_groups(void **state)
 static void test_parallel_grouped_scan(void **state)
 {
     (void)state;
-    char *dir = make_tmpdir();
+    char *dir = tsdb_test_tmpdir("tsdbtest");
     tern_tsdb *db = open_db(dir, 0);
     tern_tsdb_batch *b;
     assert_int_equal(tern_tsdb_batch_new(&b), 0);
@@ -527,7 +506,7 @@ static void test_parallel_grouped_scan(void **state)
         assert_int_equal(tern_tsdb_flush(db), 0);
     }
     assert_int_equal(tern_tsdb_close(db, true), 0);
-    rm_rf(dir);
+    tsdb_test_rm_rf(dir);
     free(dir);
 }
 
@@ -549,7 +528,7 @@ static int cold_hook(void *arg, const char *path, int64_t min_ts, int64_t max_ts
 static void test_retention_and_cold_hook(void **state)
 {
     (void)state;
-    char *dir = make_tmpdir();
+    char *dir = tsdb_test_tmpdir("tsdbtest");
     tern_tsdb_options o;
     tern_tsdb_options_default(&o);
     o.dir = dir;
@@ -608,14 +587,14 @@ static void test_retention_and_cold_hook(void **state)
     assert_int_equal(st.blocks, 0);
     assert_int_equal(st.warm_blocks, 0);
     assert_int_equal(tern_tsdb_close(db, false), 0);
-    rm_rf(dir);
+    tsdb_test_rm_rf(dir);
     free(dir);
 }
 
 static void test_corrupt_block_refused(void **state)
 {
     (void)state;
-    char *dir = make_tmpdir();
+    char *dir = tsdb_test_tmpdir("tsdbtest");
     tern_tsdb *db = open_db(dir, 0);
     tern_tsdb_write_result res;
     for (int i = 0; i < 50; i++)
@@ -659,7 +638,7 @@ static void test_corrupt_block_refused(void **state)
         tern_tsdb_query_run(db, &q, collect_row, &got, err, sizeof err), TERN_ECORRUPT);
     assert_int_equal(got.n, 0);
     assert_int_equal(tern_tsdb_close(db, false), 0);
-    rm_rf(dir);
+    tsdb_test_rm_rf(dir);
     free(dir);
 }
 

@@ -10,6 +10,7 @@
  */
 #include "base/error.h"
 #include "tsdb/tsdb.h"
+#include "tsdb/tsdb_test_dir.h"
 
 #include <ftw.h>
 #include <pthread.h>
@@ -34,23 +35,6 @@
 #define T0 1767225600000LL
 #define BATCHES 120
 #define BATCH_POINTS 150
-
-static char *make_tmpdir(void)
-{
-    const char *root = getenv("TERN_TEST_TMP");
-    char buf[512];
-    snprintf(buf, sizeof buf, "%s/tsdbconcXXXXXX", root && root[0] ? root : "/tmp");
-    char *d = mkdtemp(buf);
-    return d ? strdup(d) : NULL;
-}
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
 
 static tern_tsdb *open_db(const char *dir)
 {
@@ -336,7 +320,7 @@ static void test_concurrent_writers(void **state)
 {
     (void)state;
     memset(model, 0, sizeof model);
-    char *dir = make_tmpdir();
+    char *dir = tsdb_test_tmpdir("tsdbconc");
     assert_non_null(dir);
     tern_tsdb *db = open_db(dir);
     __atomic_store_n(&stop_flag, 0, __ATOMIC_RELEASE);
@@ -375,7 +359,7 @@ static void test_concurrent_writers(void **state)
     db = open_db(dir);
     check_all(db, false);
     assert_int_equal(tern_tsdb_close(db, true), 0);
-    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    tsdb_test_rm_rf(dir);
     free(dir);
 }
 
@@ -410,7 +394,7 @@ static void *creator_main(void *arg)
 static void test_concurrent_creation(void **state)
 {
     (void)state;
-    char *dir = make_tmpdir();
+    char *dir = tsdb_test_tmpdir("tsdbconc");
     assert_non_null(dir);
     tern_tsdb *db = open_db(dir);
     pthread_t th[2];
@@ -435,7 +419,7 @@ static void test_concurrent_creation(void **state)
     assert_int_equal(st.series, 200);
     assert_int_equal(st.head_points, 200);
     assert_int_equal(tern_tsdb_close(db, true), 0);
-    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    tsdb_test_rm_rf(dir);
     free(dir);
 }
 

@@ -8,6 +8,7 @@
 #include "base/error.h"
 #include "tsdb/sketch.h"
 #include "tsdb/tsdb.h"
+#include "tsdb/tsdb_test_dir.h"
 
 #include <dirent.h>
 #include <ftw.h>
@@ -26,25 +27,16 @@
 #define T0 1767225600000LL /* 2026-01-01, a multiple of a minute */
 #define N_MIN 20
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 typedef struct fixture {
-    char dir[512];
+    char *dir;
     tern_tsdb *db;
 } fixture;
 
 static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof(*f));
-    const char *root = getenv("TERN_TEST_TMP");
-    snprintf(f->dir, sizeof f->dir, "%s/warmstreamXXXXXX", root && root[0] ? root : "/tmp");
-    assert_non_null(mkdtemp(f->dir));
+    f->dir = tsdb_test_tmpdir("warmstream");
+    assert_non_null(f->dir);
     tern_tsdb_options o;
     tern_tsdb_options_default(&o);
     o.dir = f->dir;
@@ -76,7 +68,8 @@ static int teardown(void **state)
 {
     fixture *f = *state;
     assert_int_equal(tern_tsdb_close(f->db, false), 0);
-    nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    tsdb_test_rm_rf(f->dir);
+    free(f->dir);
     free(f);
     return 0;
 }
