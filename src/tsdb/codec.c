@@ -233,6 +233,20 @@ static inline void ip_residuals(
     }
 }
 
+/* The linear mode's step (n >= 2): the average slope, rounded to nearest (any value decodes
+ * exactly; this one keeps residuals small, where truncating would let a grid of 9999.9 ms
+ * drift by i ms). */
+static uint64_t linear_step(const int64_t *x, size_t n)
+{
+    int64_t span = (int64_t)((uint64_t)x[n - 1] - (uint64_t)x[0]);
+    int64_t div = (int64_t)(n - 1), q = span / div, rem = span % div;
+    if (rem > 0 && rem >= div - rem)
+        q++;
+    else if (rem < 0 && -rem >= div + rem)
+        q--;
+    return (uint64_t)q;
+}
+
 static void ip_write(
     wr *w, const int64_t *x, size_t n, int x0_known, unsigned mode, unsigned fshift)
 {
@@ -248,14 +262,7 @@ static void ip_write(
             wr_varint(w, tern_varint_zigzag((int64_t)((uint64_t)x[1] - (uint64_t)x[0])));
         start = 2;
     } else if (mode == IP_LINEAR && n >= 2) {
-        /* the average slope; any value decodes exactly, this one keeps residuals small */
-        int64_t span = (int64_t)((uint64_t)x[n - 1] - (uint64_t)x[0]);
-        int64_t div = (int64_t)(n - 1), q = span / div, rem = span % div;
-        if (rem > 0 && rem >= div - rem)
-            q++; /* round to nearest, or a grid of 9999.9 ms drifts by i ms */
-        else if (rem < 0 && -rem >= div + rem)
-            q--;
-        step = (uint64_t)q;
+        step = linear_step(x, n);
         wr_varint(w, tern_varint_zigzag((int64_t)step));
     }
     for (size_t i = start; i < n; i += frame) {
@@ -306,9 +313,68 @@ static inline size_t ip_frame_cost(size_t cnt, uint64_t zz_or, int64_t lo, int64
  * a frame of 64, 128 or 256 values combines its blocks' stats, so the 12 layouts cost three
  * passes over the data instead of twelve encodings (this runs on every head fragment).
  */
+/* Running stats of one frame's residuals. */
+typedef struct ip_stats {
+    uint64_t zz_or;
+    int64_t lo, hi;
+    size_t cnt;
+} ip_stats;
+
+static inline void ip_stats_add(ip_stats *st, uint64_t r)
+{
+    int64_t v = (int64_t)r;
+    st->zz_or |= tern_varint_zigzag(v);
+    st->lo = v < st->lo ? v : st->lo;
+    st->hi = v > st->hi ? v : st->hi;
+    st->cnt++;
+}
+
+/*
+ * ip_plan for n <= 33, where every mode has at most 32 residuals, so one frame whatever its
+ * size: the three modes' stats in one pass. It returns what ip_plan's general loop returns
+ * (the same mode on ties, frame shift 0); head fragments of 14 points are planned here.
+ */
+static size_t ip_plan_one_frame(
+    const int64_t *x, size_t n, int x0_known, unsigned *mode_out, unsigned *fshift_out)
+{
+    size_t base = 1 + (x0_known ? 0 : tern_varint_len(tern_varint_zigzag(x[0])));
+    size_t cost[3] = { base, base, base };
+    ip_stats st[3];
+    for (unsigned m = 0; m < 3; m++)
+        st[m] = (ip_stats) { 0, INT64_MAX, INT64_MIN, 0 };
+    if (n >= 2) {
+        uint64_t step = linear_step(x, n);
+        cost[IP_DOD]
+            += tern_varint_len(tern_varint_zigzag((int64_t)((uint64_t)x[1] - (uint64_t)x[0])));
+        cost[IP_LINEAR] += tern_varint_len(tern_varint_zigzag((int64_t)step));
+        uint64_t d0 = 0;
+        for (size_t i = 1; i < n; i++) {
+            uint64_t d1 = (uint64_t)x[i] - (uint64_t)x[i - 1];
+            ip_stats_add(&st[IP_DELTA], d1);
+            ip_stats_add(&st[IP_LINEAR], (uint64_t)x[i] - (uint64_t)x[0] - step * (uint64_t)i);
+            if (i >= 2)
+                ip_stats_add(&st[IP_DOD], d1 - d0);
+            d0 = d1;
+        }
+    }
+    size_t best = SIZE_MAX;
+    for (unsigned m = IP_DELTA; m <= IP_LINEAR; m++) {
+        if (st[m].cnt)
+            cost[m] += ip_frame_cost(st[m].cnt, st[m].zz_or, st[m].lo, st[m].hi);
+        if (cost[m] < best) {
+            best = cost[m];
+            *mode_out = m;
+        }
+    }
+    *fshift_out = 0;
+    return best;
+}
+
 static size_t ip_plan(
     const int64_t *x, size_t n, int x0_known, unsigned *mode_out, unsigned *fshift_out)
 {
+    if (n <= 33)
+        return ip_plan_one_frame(x, n, x0_known, mode_out, fshift_out);
     size_t best = SIZE_MAX;
     uint64_t r[32];
     for (unsigned mode = IP_DELTA; mode <= IP_LINEAR; mode++) {
@@ -324,13 +390,7 @@ static size_t ip_plan(
                 wr_varint(&head, tern_varint_zigzag((int64_t)((uint64_t)x[1] - (uint64_t)x[0])));
             start = 2;
         } else if (mode == IP_LINEAR && n >= 2) {
-            int64_t span = (int64_t)((uint64_t)x[n - 1] - (uint64_t)x[0]);
-            int64_t div = (int64_t)(n - 1), q = span / div, rem = span % div;
-            if (rem > 0 && rem >= div - rem)
-                q++;
-            else if (rem < 0 && -rem >= div + rem)
-                q--;
-            step = (uint64_t)q;
+            step = linear_step(x, n);
             wr_varint(&head, tern_varint_zigzag((int64_t)step));
         }
         size_t cost[4] = { head.pos, head.pos, head.pos, head.pos };
@@ -703,22 +763,29 @@ static int dec_fits(double v, int e, int64_t *m_out)
  * previous mantissa) and exc[] (1 = stored raw). Returns the exponent, or -1 when too many
  * values are not decimals for the exponent to pay.
  */
-static int dec_analyse(const double *vals, size_t n, int64_t *m, uint8_t *exc, size_t *n_exc_out)
+static int dec_analyse(
+    const double *vals, size_t n, int64_t *m, uint8_t *exc, size_t *n_exc_out, bool thorough)
 {
     size_t hist[DEC_MAX_EXP + 2] = { 0 }; /* last slot: no exponent fits */
     size_t bad = 0;
     int guess = -1;
     for (size_t i = 0; i < n; i++) {
-        int64_t mi;
+        int64_t mi = 0;
         int e;
         /* neighbours share their precision: the last exponent is the minimum again when it
-         * fits and the one below does not (two checks instead of up to DEC_MAX_EXP + 1) */
+         * fits and the one below does not (two checks instead of up to DEC_MAX_EXP + 1).
+         * Without thorough, a value that fits the last exponent takes it, minimal or not: the
+         * chosen exponent may then be higher than needed, which costs bits, never exactness. */
         if (guess >= 0 && isfinite(vals[i]) && !(vals[i] == 0.0 && signbit(vals[i]))
-            && dec_try(vals[i], guess, &mi) && (guess == 0 || !dec_try(vals[i], guess - 1, &mi)))
+            && dec_try(vals[i], guess, &mi)
+            && (!thorough || guess == 0 || !dec_try(vals[i], guess - 1, &mi)))
             e = guess;
         else
             e = dec_min_exp(vals[i], &mi);
         guess = e;
+        /* remembered for the second pass: the mantissa at this exponent is already known */
+        m[i] = mi;
+        exc[i] = e < 0 ? UINT8_MAX : (uint8_t)e;
         if (e < 0) {
             hist[DEC_MAX_EXP + 1]++;
             if (++bad > n / 4 + 1)
@@ -749,8 +816,8 @@ static int dec_analyse(const double *vals, size_t n, int64_t *m, uint8_t *exc, s
     int64_t prev = 0;
     int have_prev = 0;
     for (size_t i = 0; i < n; i++) {
-        int64_t mi;
-        if (dec_fits(vals[i], best_e, &mi)) {
+        int64_t mi = m[i];
+        if (exc[i] == best_e || dec_fits(vals[i], best_e, &mi)) {
             exc[i] = 0;
             m[i] = mi;
             if (!have_prev) {
@@ -1017,21 +1084,46 @@ static void write_chunk(wr *w, const plan *p, const int64_t *ts, const void *val
     }
 }
 
+/*
+ * Up to this many points a chunk is written once into room for tern_chunk_bound bytes; larger
+ * ones (block chunks) are measured by a dry run first, so a block writer's buffer does not
+ * reserve 40 bytes a point for chunks that take a fraction of one.
+ */
+#define EMIT_BOUND_MAX 512
+
+size_t tern_chunk_bound(size_t n)
+{
+    /* Per point at most 9 bytes of timestamp (a 64-bit residual, or Gorilla's 68 bits) and 19
+     * of value (a 64-bit residual, plus for an exception its gap varint and 8 raw bytes;
+     * Gorilla's worst is 77 bits); per 32 points a frame header (<= 11 bytes) for each; the
+     * chunk header, the pipelines' headers and their varints stay under 128 bytes. */
+    return 128 + 40 * n;
+}
+
 static int emit(tern_buf *out, const plan *p, const int64_t *ts, const void *vals, size_t n)
 {
-    wr dry = { NULL, 0 };
-    write_chunk(&dry, p, ts, vals, n);
-    if (tern_buf_reserve(out, dry.pos) != 0)
+    size_t room;
+    if (n <= EMIT_BOUND_MAX) {
+        room = tern_chunk_bound(n);
+    } else {
+        wr dry = { NULL, 0 };
+        write_chunk(&dry, p, ts, vals, n);
+        room = dry.pos;
+    }
+    if (tern_buf_reserve(out, room) != 0)
         return TERN_ENOMEM;
     wr w = { out->data + out->len, 0 };
     write_chunk(&w, p, ts, vals, n);
-    TERN_ASSERT(w.pos == dry.pos);
+    TERN_ASSERT(w.pos <= room);
     out->len += w.pos;
     return 0;
 }
 
-int tern_chunk_encode_f64_with(tern_buf *out, const int64_t *ts, const double *vals, size_t n,
-    unsigned ts_enc, unsigned val_enc)
+/* thorough: compare the decimal pipeline's size with Gorilla's (and raw) and keep the smallest;
+ * otherwise decimals are stored as decimals without trying Gorilla (see
+ * tern_chunk_encode_f64_fast). */
+static int encode_f64(tern_buf *out, const int64_t *ts, const double *vals, size_t n,
+    unsigned ts_enc, unsigned val_enc, bool thorough)
 {
     if (!out || !vals || check_ts(ts, n) != 0)
         return TERN_EINVAL;
@@ -1057,7 +1149,7 @@ int tern_chunk_encode_f64_with(tern_buf *out, const int64_t *ts, const double *v
         rc = TERN_ENOMEM;
         goto done;
     }
-    p.dec_e = dec_analyse(vals, n, p.m, p.exc, &p.n_exc);
+    p.dec_e = dec_analyse(vals, n, p.m, p.exc, &p.n_exc, thorough);
     if (p.dec_e < 0 && val_enc == TERN_CHUNK_VAL_DECIMAL) {
         rc = TERN_EINVAL;
         goto done;
@@ -1070,6 +1162,10 @@ int tern_chunk_encode_f64_with(tern_buf *out, const int64_t *ts, const double *v
         }
         p.vale = TERN_CHUNK_VAL_DECIMAL;
         size_t ip_bytes = ip_plan(p.m, n, 0, &p.v_mode, &p.v_fshift);
+        if (!thorough) {
+            rc = emit(out, &p, ts, vals, n);
+            goto done;
+        }
         /* Its exact size only matters when Gorilla is tried (below): without exceptions the
          * plan's estimate (plus the exponent and the exception count) tells whether it will be,
          * and a head fragment is then encoded once, not twice. */
@@ -1083,7 +1179,9 @@ int tern_chunk_encode_f64_with(tern_buf *out, const int64_t *ts, const double *v
     }
     /* Gorilla needs at least a bit per point and ~40 for a changed decimal: when the decimal
      * pipeline already costs under 4 bits per point, trying it is wasted work. */
-    if (val_enc == 0 && !(p.dec_e >= 0 && best <= n / 2)) {
+    if (val_enc == 0 && !thorough) {
+        p.vale = TERN_CHUNK_VAL_GORILLA;
+    } else if (val_enc == 0 && !(p.dec_e >= 0 && best <= n / 2)) {
         wr w = { NULL, 0 };
         gor_write(&w, vals, n);
         if (w.pos < best) {
@@ -1102,9 +1200,20 @@ done:
     return rc;
 }
 
+int tern_chunk_encode_f64_with(tern_buf *out, const int64_t *ts, const double *vals, size_t n,
+    unsigned ts_enc, unsigned val_enc)
+{
+    return encode_f64(out, ts, vals, n, ts_enc, val_enc, true);
+}
+
 int tern_chunk_encode_f64(tern_buf *out, const int64_t *ts, const double *vals, size_t n)
 {
-    return tern_chunk_encode_f64_with(out, ts, vals, n, 0, 0);
+    return encode_f64(out, ts, vals, n, 0, 0, true);
+}
+
+int tern_chunk_encode_f64_fast(tern_buf *out, const int64_t *ts, const double *vals, size_t n)
+{
+    return encode_f64(out, ts, vals, n, 0, 0, false);
 }
 
 int tern_chunk_encode_i64_with(tern_buf *out, const int64_t *ts, const int64_t *vals, size_t n,

@@ -59,6 +59,21 @@ int tern_chunk_encode_f64(tern_buf *out, const int64_t *ts, const double *vals, 
 int tern_chunk_encode_i64(tern_buf *out, const int64_t *ts, const int64_t *vals, size_t n);
 
 /*
+ * tern_chunk_encode_f64_fast is tern_chunk_encode_f64 with less search, for chunks that are
+ * re-encoded later (the head's fragments, written for every 14 points): values that are decimals
+ * are stored as decimals without measuring Gorilla against them, and others as Gorilla without
+ * measuring raw. Same format, same contract; the chunk may be larger than the thorough one.
+ */
+int tern_chunk_encode_f64_fast(tern_buf *out, const int64_t *ts, const double *vals, size_t n);
+
+/*
+ * tern_chunk_bound is an upper bound of the bytes one chunk of n points takes, whatever its
+ * values: with tern_buf_reserve(out, tern_chunk_bound(n)) done, encoding n points never grows
+ * out (so out may be a view of caller storage of that size).
+ */
+size_t tern_chunk_bound(size_t n);
+
+/*
  * tern_chunk_info_read parses the header of the chunk in data[0..len) (len = the chunk's exact
  * length, as recorded by the container) into *out (set only on success).
  * Returns 0, TERN_EPROTO (unknown format version) or TERN_ECORRUPT (malformed header).

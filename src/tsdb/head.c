@@ -47,8 +47,8 @@ static int encode_points(uint8_t kind, const tsdb_point *p, size_t n, tern_buf *
     }
     split_points(p, n, pts, pv);
     int rc;
-    if (kind == TERN_VALUE_F64)
-        rc = tern_chunk_encode_f64(out, pts, (const double *)(const void *)pv, n);
+    if (kind == TERN_VALUE_F64) /* fragments are re-encoded at the cut: the quick search */
+        rc = tern_chunk_encode_f64_fast(out, pts, (const double *)(const void *)pv, n);
     else
         rc = tern_chunk_encode_i64(out, pts, (const int64_t *)(const void *)pv, n);
     if (pts != ts) {
@@ -160,11 +160,14 @@ static int merge_frags(tsdb_series *s)
 static int seal(tsdb_series *s)
 {
     size_t n = s->n_buf - HEAD_KEEP;
-    tern_buf enc = TERN_BUF_INIT;
+    /* the fragment is encoded on the stack: room for the codec's bound never grows the view */
+    uint8_t room[128 + 40 * TSDB_HEAD_BUF];
+    TERN_ASSERT(tern_chunk_bound(n) <= sizeof room);
+    tern_buf enc = { room, 0, sizeof room };
     int rc = encode_points(s->kind, s->buf, n, &enc);
+    TERN_ASSERT(enc.data == room);
     if (rc == 0)
         rc = frag_append(s, enc.data, enc.len);
-    tern_buf_free(&enc);
     if (rc)
         return rc;
     s->n_frag_points += (uint32_t)n;

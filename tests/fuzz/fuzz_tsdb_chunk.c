@@ -6,7 +6,7 @@
  *    back bit for bit, with strictly ascending timestamps, and agree with tern_chunk_info_read.
  * 2. The input as points: timestamps from accumulated 16-bit gaps, values from the raw bytes
  *    (any double / int64) and from small decimals built from them; each set is encoded as F64
- *    and I64 and must decode bit for bit.
+ *    (by both encoders) and I64 and must decode bit for bit, within tern_chunk_bound.
  */
 #include "base/buf.h"
 #include "base/error.h"
@@ -24,17 +24,22 @@ static int64_t ts_a[MAX_POINTS], ts_b[MAX_POINTS];
 static double fv_a[MAX_POINTS], fv_b[MAX_POINTS];
 static int64_t iv_a[MAX_POINTS], iv_b[MAX_POINTS];
 
+/* Both F64 encoders (thorough, and the head's quick one): bit for bit, within the bound. */
 static void check_f64(const int64_t *ts, const double *vals, size_t n)
 {
-    tern_buf b = TERN_BUF_INIT;
-    if (tern_chunk_encode_f64(&b, ts, vals, n) != 0)
-        abort();
-    size_t got = 0;
-    if (tern_chunk_decode_f64(b.data, b.len, ts_b, fv_b, MAX_POINTS, &got) != 0 || got != n)
-        abort();
-    if (memcmp(ts_b, ts, n * sizeof *ts) != 0 || memcmp(fv_b, vals, n * sizeof *vals) != 0)
-        abort();
-    tern_buf_free(&b);
+    for (int fast = 0; fast <= 1; fast++) {
+        tern_buf b = TERN_BUF_INIT;
+        int rc = fast ? tern_chunk_encode_f64_fast(&b, ts, vals, n)
+                      : tern_chunk_encode_f64(&b, ts, vals, n);
+        if (rc != 0 || b.len > tern_chunk_bound(n))
+            abort();
+        size_t got = 0;
+        if (tern_chunk_decode_f64(b.data, b.len, ts_b, fv_b, MAX_POINTS, &got) != 0 || got != n)
+            abort();
+        if (memcmp(ts_b, ts, n * sizeof *ts) != 0 || memcmp(fv_b, vals, n * sizeof *vals) != 0)
+            abort();
+        tern_buf_free(&b);
+    }
 }
 
 static void check_i64(const int64_t *ts, const int64_t *vals, size_t n)
