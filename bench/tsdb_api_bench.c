@@ -10,11 +10,12 @@
  * writing its own disjoint share of the devices, then reports one JSON line: points/s through
  * the C API, and the head's memory per active series, both as the store counts it
  * (tern_tsdb_stats.head_bytes) and as the process's resident memory grew.
- * The default 90 minutes at 10 s is the head at its fullest (cuts happen at 1.5 block lengths),
- * so the memory figure is the worst case, not the average.
+ * Blocks have the store's default length (30 minutes) unless --block-minutes says otherwise;
+ * the default --minutes is 1.5 block lengths at 10 s, the head at its fullest (cuts happen at
+ * 1.5 block lengths), so the memory figure is the worst case, not the average.
  * Each time step has two phases, separated by barriers: every thread builds its batches (the
  * values are generated; not counted), then every thread writes them; points/s is the points
- * over the wall time of the write phases. Maintenance runs between steps, not counted either.
+ * over the wall time of the write phases. Maintenance runs after each step, not counted either.
  * --series-json writes the label sets of the same N x 20 series, one JSON object a line (the
  * input of `promtool tsdb bench write`, which bench/tsdb_api_bench.py runs as the peer).
  */
@@ -116,9 +117,11 @@ static void *worker_main(void *arg)
         pthread_barrier_wait(&bn->bar);
         if (w->t == 0) {
             bn->write_ns += tern_clock_mono_ns() - w0;
-            /* maintenance runs as the background thread would, but is timed apart */
-            if (s % 60 == 59)
-                tern_tsdb_maintain(bn->db, INT64_MIN);
+            /* maintenance runs after every step, as the background thread would (it runs every
+             * second, a step is 10 s of a live fleet), but is timed apart. Run every 10 minutes
+             * instead, it let heads grow to 55 minutes, past the fragment merge (24 x 14 points)
+             * that a live store never reaches. */
+            tern_tsdb_maintain(bn->db, INT64_MIN);
         }
     }
     tern_tsdb_wait(bn->db, w->seq);
@@ -148,7 +151,8 @@ static int write_series_json(bench *bn, const char *path)
 
 int main(int argc, char **argv)
 {
-    long devices = 10000, minutes = 90, step_s = 10, block_min = 60, threads = 1;
+    /* 0: the store's default block length, and 1.5 of them (the head at its fullest) */
+    long devices = 10000, minutes = 0, step_s = 10, block_min = 0, threads = 1;
     const char *dir = "/tmp/tsdb_api_bench", *wal = "on", *series_json = NULL;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--devices") == 0)
@@ -176,6 +180,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "bad --threads, --devices or --step\n");
         return 2;
     }
+    tern_tsdb_options o;
+    tern_tsdb_options_default(&o);
+    if (block_min > 0)
+        o.block_duration_ms = block_min * 60000;
+    if (minutes <= 0)
+        minutes = (long)(o.block_duration_ms * 3 / 2 / 60000);
     static bench bn;
     bn.devices = devices;
     bn.threads = threads;
@@ -203,12 +213,9 @@ int main(int argc, char **argv)
         return write_series_json(&bn, series_json);
     nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
     long rss0 = rss_kb();
-    tern_tsdb_options o;
-    tern_tsdb_options_default(&o);
     o.dir = dir;
     o.retention_ms = 0;
     o.no_wal = strcmp(wal, "off") == 0;
-    o.block_duration_ms = block_min * 60000;
     char err[256];
     if (tern_tsdb_open(&o, &bn.db, err, sizeof err) != 0) {
         fprintf(stderr, "open: %s\n", err);

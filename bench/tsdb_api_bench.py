@@ -10,7 +10,7 @@ samples/s, and the ratios (tern / promtool).
 
     python3 bench/tsdb_api_bench.py [--bin build/perfeng-rel/bin/tsdb_api_bench]
         [--promtool /usr/bin/promtool] [--devices 10000] [--minutes 36] [--threads 1,2]
-        [--wal off,on] [--runs 3] [--work /tmp/tsdb_api_bench_work]
+        [--wal off,on] [--runs 3] [--block-minutes 0] [--work /tmp/tsdb_api_bench_work]
 
 Python 3 standard library only. promtool missing or failing: its figure is null.
 """
@@ -31,6 +31,8 @@ def log(msg: str) -> None:
 def run_tern(args, threads: int, wal: str, work: pathlib.Path) -> dict:
     cmd = [args.bin, "--devices", str(args.devices), "--minutes", str(args.minutes),
            "--threads", str(threads), "--wal", wal, "--dir", str(work / "tern")]
+    if args.block_minutes:
+        cmd += ["--block-minutes", str(args.block_minutes)]
     log("run " + " ".join(cmd))
     r = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -60,6 +62,8 @@ def main() -> int:
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--wal", default="off,on")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--block-minutes", type=int, default=0,
+                    help="tern's block length (default: the store's, 30 minutes)")
     ap.add_argument("--work", default="/tmp/tsdb_api_bench_work")
     args = ap.parse_args()
     work = pathlib.Path(args.work)
@@ -70,6 +74,7 @@ def main() -> int:
     series = sum(1 for _ in open(series_json))
     scrapes = args.minutes * 60 // 10
     out: dict = {"bench": "tsdb_api_write_vs_promtool", "devices": args.devices,
+                 "block_minutes": args.block_minutes or "default",
                  "series": series, "steps": scrapes, "points": series * scrapes,
                  "runs": args.runs, "statistic": "median", "tern": {}, "runs_raw": {}}
     prom_runs: list = []

@@ -398,10 +398,23 @@ int tsdb_head_take(tsdb_series *s, int64_t before, tern_buf *out)
             out->len = out_from;
             return rc;
         }
-        tern_free(s->frag);
-        s->frag_len = (uint32_t)keep.len;
-        s->frag_cap = (uint32_t)keep.cap;
-        s->frag = tern_buf_steal(&keep, NULL);
+        if (kept_points && keep.len <= s->frag_cap) {
+            /* In place: the buffer keeps the capacity its writer grew it to, which the points to
+             * come fill again (a head at its fullest is what the memory budget counts), and it
+             * stays in the writer's malloc arena. Cuts run on the maintenance thread: a buffer
+             * allocated there made every later realloc by the writer take that arena's lock,
+             * against the maintenance thread and the other writers (10% of the CPU of a
+             * 2-writer run went to futex calls). A series with nothing left gives its memory back.
+             */
+            memcpy(s->frag, keep.data, keep.len);
+            s->frag_len = (uint32_t)keep.len;
+            tern_buf_free(&keep);
+        } else {
+            tern_free(s->frag);
+            s->frag_len = (uint32_t)keep.len;
+            s->frag_cap = (uint32_t)keep.cap;
+            s->frag = tern_buf_steal(&keep, NULL);
+        }
         s->n_frag_points = kept_points;
         s->n_frags = kept_points ? 1 : 0; /* at most a few; recounted below */
         for (size_t p = 0, k = 0; p < s->frag_len; k++) {
