@@ -398,14 +398,14 @@ int tsdb_head_take(tsdb_series *s, int64_t before, tern_buf *out)
             out->len = out_from;
             return rc;
         }
-        if (kept_points && keep.len <= s->frag_cap) {
+        if (kept_points && keep.len <= s->frag_cap && s->frag_cap <= 4 * keep.len + 256) {
             /* In place: the buffer keeps the capacity its writer grew it to, which the points to
              * come fill again (a head at its fullest is what the memory budget counts), and it
              * stays in the writer's malloc arena. Cuts run on the maintenance thread: a buffer
              * allocated there made every later realloc by the writer take that arena's lock,
              * against the maintenance thread and the other writers (10% of the CPU of a
-             * 2-writer run went to futex calls). A series with nothing left gives its memory back.
-             */
+             * 2-writer run went to futex calls). A series with nothing left, or with far less
+             * than its buffer holds (after a backfill burst), gives the memory back. */
             memcpy(s->frag, keep.data, keep.len);
             s->frag_len = (uint32_t)keep.len;
             tern_buf_free(&keep);
