@@ -238,12 +238,18 @@ size_t tern_log__record_size(const tern_log_record *rec, uint32_t offset_delta, 
     return bytes_len(body_size(rec, offset_delta, ts_delta));
 }
 
-static int append_bytes(tern_buf *b, const void *p, size_t n)
+/* Writers into room already reserved (tern_buf_reserve): no capacity check, no call per byte. */
+static inline void put_varint(tern_buf *b, uint64_t v)
 {
-    int rc = tern_varint_append_u64(b, n);
-    if (rc == 0 && n)
-        rc = tern_buf_append(b, p, n);
-    return rc;
+    b->len += tern_varint_encode(b->data + b->len, v);
+}
+
+static inline void put_bytes(tern_buf *b, const void *p, size_t n)
+{
+    put_varint(b, n);
+    if (n)
+        memcpy(b->data + b->len, p, n);
+    b->len += n;
 }
 
 int tern_log__record_encode(
@@ -252,16 +258,15 @@ int tern_log__record_encode(
     size_t body = body_size(rec, offset_delta, ts_delta);
     if (tern_buf_reserve(b, bytes_len(body)) != 0)
         return TERN_ENOMEM;
-    /* Room is reserved: the appends below cannot fail. */
-    tern_varint_append_u64(b, body);
-    tern_varint_append_u64(b, offset_delta);
-    tern_varint_append_s64(b, ts_delta);
-    append_bytes(b, rec->key, rec->key_len);
-    append_bytes(b, rec->value, rec->value_len);
-    tern_varint_append_u64(b, rec->n_headers);
+    put_varint(b, body);
+    put_varint(b, offset_delta);
+    put_varint(b, tern_varint_zigzag(ts_delta));
+    put_bytes(b, rec->key, rec->key_len);
+    put_bytes(b, rec->value, rec->value_len);
+    put_varint(b, rec->n_headers);
     for (size_t i = 0; i < rec->n_headers; i++) {
-        append_bytes(b, rec->headers[i].name, strlen(rec->headers[i].name) + 1);
-        append_bytes(b, rec->headers[i].value, rec->headers[i].value_len);
+        put_bytes(b, rec->headers[i].name, strlen(rec->headers[i].name) + 1);
+        put_bytes(b, rec->headers[i].value, rec->headers[i].value_len);
     }
     return 0;
 }
