@@ -193,9 +193,91 @@ int tsdb_device_get(tern_tsdb *db, const char *name, size_t len, bool create, ts
     return 0;
 }
 
+/* ---- tenants: with a per-tenant series limit, series are counted per value of one device tag */
+
+static const char *tenant_name_of(const tern_tsdb *db, uint32_t id, uint32_t *len)
+{
+    *len = db->tenants[id].len;
+    return db->tenants[id].name;
+}
+
+static bool tenants_on(const tern_tsdb *db)
+{
+    return db->opt.max_series_per_tenant != 0;
+}
+
+/* The tenant tag's value in canonical tags ("k=v,k=v", backslash escapes kept): "" if absent. */
+static void tenant_value(const tern_tsdb *db, const char *tags, const char **v, size_t *vl)
+{
+    *v = "";
+    *vl = 0;
+    if (!tags)
+        return;
+    size_t kl = strlen(db->tenant_tag);
+    const char *p = tags;
+    while (*p) {
+        const char *e = p;
+        while (*e && *e != ',')
+            e += (e[0] == '\\' && e[1]) ? 2 : 1;
+        if ((size_t)(e - p) > kl && memcmp(p, db->tenant_tag, kl) == 0 && p[kl] == '=') {
+            *v = p + kl + 1;
+            *vl = (size_t)(e - *v);
+            return;
+        }
+        p = *e ? e + 1 : e;
+    }
+}
+
+/* The id of the tenant named by tags, made on first sight. */
+static int tenant_of_tags(tern_tsdb *db, const char *tags, uint32_t *out)
+{
+    const char *v;
+    size_t vl;
+    tenant_value(db, tags, &v, &vl);
+    long id = map_find(db, &db->tenant_map, tenant_name_of, v, vl);
+    if (id >= 0) {
+        *out = (uint32_t)id;
+        return 0;
+    }
+    uint32_t nid = db->n_tenants;
+    int rc = grow((void **)&db->tenants, &db->cap_tenants, nid + 1, sizeof(*db->tenants));
+    if (rc)
+        return rc;
+    char *name = tern_strndup(v, vl);
+    if (!name)
+        return TERN_ENOMEM;
+    db->tenants[nid] = (tsdb_tenant) { name, (uint32_t)vl, 0 };
+    rc = map_put(db, &db->tenant_map, tenant_name_of, nid);
+    if (rc) {
+        tern_free(name);
+        return rc;
+    }
+    db->n_tenants = nid + 1;
+    *out = nid;
+    return 0;
+}
+
+/* Settles which tenant the device's series count toward (its tags now), once. */
+static int device_tenant(tern_tsdb *db, tsdb_device *d)
+{
+    if (d->has_tenant)
+        return 0;
+    int rc = tenant_of_tags(db, d->tags, &d->tenant);
+    if (rc == 0)
+        d->has_tenant = true;
+    return rc;
+}
+
+const tsdb_tenant *tsdb_tenant_over(const tern_tsdb *db, const tsdb_device *d)
+{
+    if (!tenants_on(db) || !d->has_tenant)
+        return NULL;
+    const tsdb_tenant *t = &db->tenants[d->tenant];
+    return t->series >= db->opt.max_series_per_tenant ? t : NULL;
+}
+
 int tsdb_device_set_tags(tern_tsdb *db, tsdb_device *d, const char *tags, size_t len, bool *changed)
 {
-    (void)db;
     *changed = false;
     if (len == 0) {
         return 0; /* absent tags never erase stored ones */
@@ -205,6 +287,18 @@ int tsdb_device_set_tags(tern_tsdb *db, tsdb_device *d, const char *tags, size_t
     char *t = tern_strndup(tags, len);
     if (!t)
         return TERN_ENOMEM;
+    if (tenants_on(db) && d->has_tenant) {
+        /* its series move along to the tenant the new tags name */
+        uint32_t nt;
+        int rc = tenant_of_tags(db, t, &nt);
+        if (rc) {
+            tern_free(t);
+            return rc;
+        }
+        db->tenants[d->tenant].series -= d->n_series;
+        db->tenants[nt].series += d->n_series;
+        d->tenant = nt;
+    }
     tern_free(d->tags);
     d->tags = t;
     *changed = true;
@@ -306,7 +400,10 @@ int tsdb_series_create_id(
     uint32_t pos = device_series_pos(db, d, metric, &found);
     if (found)
         return TERN_EEXIST;
-    int rc = grow((void **)&db->series, &db->cap_series, id + 1, sizeof(*db->series));
+    int rc = tenants_on(db) ? device_tenant(db, d) : 0;
+    if (rc)
+        return rc;
+    rc = grow((void **)&db->series, &db->cap_series, id + 1, sizeof(*db->series));
     uint32_t cap = d->cap_series;
     if (!rc)
         rc = grow((void **)&d->series, &cap, d->n_series + 1, sizeof(*d->series));
@@ -340,6 +437,8 @@ int tsdb_series_create_id(
     d->sp[pos] = s;
     d->n_series++;
     db->stats.series++;
+    if (tenants_on(db))
+        db->tenants[d->tenant].series++;
     return 0;
 }
 
@@ -400,6 +499,13 @@ int tsdb_series_get(
         return TERN_EINVAL;
     if (db->opt.max_series && !db->replaying && db->stats.series >= db->opt.max_series)
         return TERN_EQUOTA;
+    if (tenants_on(db)) {
+        int rc = device_tenant(db, d);
+        if (rc)
+            return rc;
+        if (!db->replaying && tsdb_tenant_over(db, d))
+            return TERN_EQUOTA;
+    }
     uint32_t id = db->n_series;
     int rc = tsdb_series_create_id(db, id, d->id, metric, kind);
     if (rc)
@@ -444,6 +550,10 @@ void tsdb_index_free(tern_tsdb *db)
         for (uint32_t i = 0; i < TSDB_STRIPES; i++)
             tern_free(db->stripes[i].slots);
     tern_free(db->metric_map.slots);
+    for (uint32_t i = 0; i < db->n_tenants; i++)
+        tern_free(db->tenants[i].name);
+    tern_free(db->tenants);
+    tern_free(db->tenant_map.slots);
 }
 
 /* ---- tags: "k=v,k=v" ---- */

@@ -311,14 +311,20 @@ static int rec_device(tern_buf *r, const tsdb_device *d)
 
 /* A refused point: keeps the first one in add order (stripes are written in any order). */
 static void refuse(tern_tsdb_write_result *res, size_t idx, int code, const char *a, size_t al,
-    const char *m, size_t ml)
+    const char *m, size_t ml, const tern_tsdb *db, const tsdb_tenant *tenant)
 {
     res->refused++;
     if (res->first_error != 0 && res->first_error_point < idx)
         return;
     res->first_error = code;
     res->first_error_point = idx;
-    if (code == TERN_EQUOTA)
+    if (code == TERN_EQUOTA && tenant)
+        snprintf(res->err, sizeof(res->err),
+            "series limit of tenant %s=%.*s reached (%llu series): new series device %.*s "
+            "metric %.*s refused",
+            db->tenant_tag, (int)tenant->len, tenant->name, (unsigned long long)tenant->series,
+            (int)al, a, (int)ml, m);
+    else if (code == TERN_EQUOTA)
         snprintf(res->err, sizeof(res->err),
             "series limit reached: new series device %.*s metric %.*s refused", (int)al, a, (int)ml,
             m);
@@ -542,9 +548,12 @@ static int stripe_write(
                 int code = s == REFUSED_QUOTA ? TERN_EQUOTA : TERN_EINVAL;
                 if (code == TERN_EQUOTA)
                     st->series_refused++;
+                /* a refused new series only comes from the global pass, under mu */
+                const tsdb_tenant *tenant
+                    = code == TERN_EQUOTA && x->dev ? tsdb_tenant_over(db, x->dev) : NULL;
                 refuse(res, i, code, (const char *)b->strings.data + bd->name_off, bd->name_len,
                     (const char *)b->strings.data + b->metric_off[p->metric],
-                    b->metric_len[p->metric]);
+                    b->metric_len[p->metric], db, tenant);
                 refused++;
                 continue;
             }
@@ -1295,6 +1304,8 @@ int tern_tsdb_open(const tern_tsdb_options *o, tern_tsdb **out, char *err, size_
         return TERN_ENOMEM;
     db->opt = *o;
     db->dir = tern_strdup(o->dir);
+    db->tenant_tag = tern_strdup(o->tenant_tag && *o->tenant_tag ? o->tenant_tag : "fleet");
+    db->opt.tenant_tag = db->tenant_tag;
     db->lock_fd = -1;
     db->head_start = INT64_MIN;
     db->head_max = INT64_MIN;
@@ -1422,6 +1433,7 @@ int tern_tsdb_close(tern_tsdb *db, bool flush)
     pthread_mutex_destroy(&db->bg_mu);
     pthread_cond_destroy(&db->bg_cv);
     tern_free(db->dir);
+    tern_free(db->tenant_tag);
     tern_free(db);
     return rc;
 }

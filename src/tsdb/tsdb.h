@@ -53,7 +53,13 @@ typedef struct tern_tsdb_options {
     bool wal_fsync;               /* false: never fsync (import, tests); default true */
     bool no_wal; /* offline load: no WAL at all; nothing is durable before tern_tsdb_flush */
     uint64_t max_series; /* series limit: beyond it new series are refused (0: none) */
-    bool background;     /* run maintenance (cut, compact, retention) on a thread */
+    /* per-tenant series limit: a tenant is a value of the device tag tenant_tag (devices
+     * without it form the tenant ""); a device's series count toward the tenant its tags name
+     * (moved along when they change). Beyond the limit the tenant's new series are refused
+     * (0: none). tenant_tag is copied at open; NULL means "fleet". */
+    uint64_t max_series_per_tenant;
+    const char *tenant_tag;
+    bool background; /* run maintenance (cut, compact, retention) on a thread */
     tern_tsdb_cold_hook cold_hook;
     void *cold_arg;
 } tern_tsdb_options;

@@ -27,6 +27,12 @@ const tern_config_schema tern_tsdb_config_schema[] = {
     { "tsdb.max_series", TERN_CONFIG_INT, "0",
         "series limit: new series beyond it are refused (counted); 0: none", 0, 1000000000000LL, 0,
         NULL },
+    { "tsdb.max_series_per_tenant", TERN_CONFIG_INT, "0",
+        "series limit per tenant (devices sharing a value of tsdb.tenant_tag): the tenant's new "
+        "series beyond it are refused (counted); 0: none",
+        0, 1000000000000LL, 0, NULL },
+    { "tsdb.tenant_tag", TERN_CONFIG_STRING, "fleet",
+        "the device tag naming a device's tenant (for tsdb.max_series_per_tenant)", 0, 0, 0, NULL },
     { "tsdb.device_tag", TERN_CONFIG_STRING, "device_id",
         "line protocol: the tag naming the device; the other tags are device tags", 0, 0, 0, NULL },
     { NULL, 0, NULL, NULL, 0, 0, 0, NULL },
@@ -51,6 +57,12 @@ int tern_tsdb_config_load(const tern_config *cfg, tern_tsdb_options *out, char *
     o.wal_fsync = tern_config_get_bool(cfg, "tsdb.fsync");
     o.wal_group_commit_ms = (uint32_t)tern_config_get_int(cfg, "tsdb.group_commit");
     o.max_series = (uint64_t)tern_config_get_int(cfg, "tsdb.max_series");
+    o.max_series_per_tenant = (uint64_t)tern_config_get_int(cfg, "tsdb.max_series_per_tenant");
+    o.tenant_tag = tern_config_get_string(cfg, "tsdb.tenant_tag");
+    if (!o.tenant_tag || !*o.tenant_tag) {
+        snprintf(err, err_cap, "tsdb.tenant_tag must name a tag");
+        return TERN_ECONFIG;
+    }
     const char *tag = tern_config_get_string(cfg, "tsdb.device_tag");
     if (!tag || !*tag) {
         snprintf(err, err_cap, "tsdb.device_tag must name a tag");

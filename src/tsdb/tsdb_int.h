@@ -74,6 +74,10 @@ typedef struct tsdb_device {
     /* the stream writes its windows (warm_stream.c): warm queries may read them for the head's
      * range; a device written only over HTTP has none there (under mu) */
     bool stream_windows;
+    /* with a per-tenant series limit: the tenant its series count toward (index into
+     * db->tenants), set when its first series is made (under mu) */
+    bool has_tenant;
+    uint32_t tenant;
 } tsdb_device;
 
 typedef struct tsdb_metric {
@@ -87,6 +91,13 @@ typedef struct tsdb_name_map {
     uint32_t cap;    /* power of two */
     uint32_t used;
 } tsdb_name_map;
+
+/* A tenant (a value of the tenant tag) and how many series its devices have. */
+typedef struct tsdb_tenant {
+    char *name;
+    uint32_t len;
+    uint64_t series;
+} tsdb_tenant;
 
 /*
  * Lock stripes. Devices are spread over TSDB_STRIPES stripes by the hash of their name; a
@@ -173,6 +184,10 @@ struct tern_tsdb {
     tsdb_name_map metric_map;
     tsdb_series **series; /* by id */
     uint32_t n_series, cap_series;
+    tsdb_tenant *tenants; /* by id, only with a per-tenant series limit (under mu) */
+    uint32_t n_tenants, cap_tenants;
+    tsdb_name_map tenant_map;
+    char *tenant_tag; /* opt.tenant_tag, owned */
 
     /* head */
     /* points < head_start are backfill; INT64_MIN until the first point. Written under mu
@@ -304,6 +319,9 @@ int tsdb_device_know(tsdb_device *d, uint32_t metric, uint8_t kind);
  * series limit, TERN_EINVAL on a kind conflict (kind 0 = any). */
 int tsdb_series_get(
     tern_tsdb *db, tsdb_device *d, uint32_t metric, uint8_t kind, bool create, tsdb_series **out);
+/* tsdb_tenant_over returns the device's tenant when it has reached the per-tenant series
+ * limit (why a new series of it was refused), else NULL. Under mu. */
+const tsdb_tenant *tsdb_tenant_over(const tern_tsdb *db, const tsdb_device *d);
 /* tsdb_series_create_id makes a series with a given id (WAL replay). */
 int tsdb_series_create_id(
     tern_tsdb *db, uint32_t id, uint32_t device, uint32_t metric, uint8_t kind);

@@ -570,6 +570,24 @@ def test_series_limit_refuses_new_series(tsdb):
                      re.M)
 
 
+def test_series_limit_per_tenant(tsdb):
+    """A tenant (devices sharing a fleet tag) past its series limit gets its new series refused
+    with the tenant named; other tenants and existing series go on."""
+    srv = tsdb(None, "--set", "tsdb.max_series_per_tenant=2")
+    base = recent_base_ms()
+    srv.write_ok(f"m,device_id=a,fleet=acme x=1,y=2 {base}\nm,device_id=b,fleet=bolt x=3 {base}")
+    r = srv.write(f"m,device_id=c,fleet=acme x=4 {base}\nm,device_id=b,fleet=bolt y=5 {base}\n"
+                  f"m,device_id=a,fleet=acme x=6 {base + 1}")
+    assert r.status == 400
+    msg = r.json()["error"]
+    assert msg.startswith("partial write: ") and "tenant fleet=acme" in msg, msg
+    assert msg.endswith("dropped=1")
+    assert srv.raw("b", None, base, base + 10) == [("m_x", base, 3.0), ("m_y", base, 5.0)]
+    assert srv.raw("a", None, base, base + 10) == [("m_x", base, 1.0), ("m_x", base + 1, 6.0),
+                                                   ("m_y", base, 2.0)]
+    assert srv.query_rows(device="c", start=base, end=base + 10) == []
+
+
 def test_device_tag_setting_and_body_limit(tsdb):
     srv = tsdb(None, "--set", "tsdb.device_tag=host", "--set", "http.max_body=4KiB")
     base = recent_base_ms()

@@ -3,7 +3,8 @@
  * duplicates, backfill far behind the head, both value kinds), interleaved with maintenance,
  * flushes, compactions and reopenings (WAL replay), then every series' raw range and its
  * aggregates must equal what the model computes from the same writes. Plus the contract cases:
- * kind conflicts, the series limit, last values, tags and grouping, bad queries, corrupt blocks.
+ * kind conflicts, the series limits (store-wide and per tenant), last values, tags and grouping,
+ * bad queries, corrupt blocks.
  */
 #include "base/error.h"
 #include "tsdb/tsdb.h"
@@ -359,6 +360,79 @@ static void test_conflicts_and_limits(void **state)
     free(dir);
 }
 
+static tern_tsdb *open_db_tenants(const char *dir, uint64_t per_tenant)
+{
+    tern_tsdb_options o;
+    tern_tsdb_options_default(&o);
+    o.dir = dir;
+    o.wal_fsync = false;
+    o.retention_ms = 0;
+    o.max_series_per_tenant = per_tenant;
+    o.tenant_tag = "fleet";
+    tern_tsdb *db = NULL;
+    char err[256];
+    assert_int_equal(tern_tsdb_open(&o, &db, err, sizeof err), 0);
+    return db;
+}
+
+/* One point of dev/metric with the given tags; returns the write's result. */
+static tern_tsdb_write_result write_tagged(
+    tern_tsdb *db, const char *dev, const char *tags, const char *metric, int64_t ts)
+{
+    tern_tsdb_batch *b;
+    assert_int_equal(tern_tsdb_batch_new(&b), 0);
+    assert_int_equal(tern_tsdb_batch_device(b, dev, strlen(dev), tags, strlen(tags)), 0);
+    assert_int_equal(tern_tsdb_batch_add_f64(b, metric, strlen(metric), ts, 1.5), 0);
+    tern_tsdb_write_result res;
+    assert_int_equal(tern_tsdb_write(db, b, NULL, &res), 0);
+    tern_tsdb_batch_free(b);
+    return res;
+}
+
+static void test_series_limit_per_tenant(void **state)
+{
+    (void)state;
+    char *dir = tsdb_test_tmpdir("tsdbtenant");
+    tern_tsdb *db = open_db_tenants(dir, 3);
+    /* fleet acme: three series over two devices, the fourth refused with the tenant named */
+    assert_int_equal(write_tagged(db, "a1", "fleet=acme,region=eu", "x", T0).accepted, 1);
+    assert_int_equal(write_tagged(db, "a1", "fleet=acme,region=eu", "y", T0).accepted, 1);
+    assert_int_equal(write_tagged(db, "a2", "fleet=acme", "x", T0).accepted, 1);
+    tern_tsdb_write_result res = write_tagged(db, "a2", "fleet=acme", "y", T0);
+    assert_int_equal(res.refused, 1);
+    assert_int_equal(res.first_error, TERN_EQUOTA);
+    assert_non_null(strstr(res.err, "tenant fleet=acme"));
+    /* existing series still take points; another fleet and untagged devices have their own */
+    assert_int_equal(write_tagged(db, "a1", "fleet=acme,region=eu", "x", T0 + 1000).accepted, 1);
+    for (int m = 0; m < 3; m++) {
+        char metric[16];
+        snprintf(metric, sizeof metric, "m%d", m);
+        assert_int_equal(write_tagged(db, "b1", "fleet=bolt", metric, T0).accepted, 1);
+        assert_int_equal(write_tagged(db, "u1", "region=us", metric, T0).accepted, 1);
+    }
+    res = write_tagged(db, "u2", "region=us", "m0", T0);
+    assert_int_equal(res.refused, 1);
+    assert_non_null(strstr(res.err, "tenant fleet="));
+    tern_tsdb_stats st;
+    tern_tsdb_get_stats(db, &st);
+    assert_int_equal(st.series, 9);
+    assert_int_equal(st.series_refused, 2);
+    /* after a restart (WAL replay) the counts are the same: acme is still full */
+    assert_int_equal(tern_tsdb_close(db, false), 0);
+    db = open_db_tenants(dir, 3);
+    assert_int_equal(write_tagged(db, "a3", "fleet=acme", "x", T0).refused, 1);
+    /* a device moving to another fleet takes its series along: a1 (2 series) leaves acme */
+    assert_int_equal(write_tagged(db, "a1", "fleet=cargo", "x", T0 + 2000).accepted, 1);
+    assert_int_equal(write_tagged(db, "a3", "fleet=acme", "x", T0).accepted, 1);
+    assert_int_equal(write_tagged(db, "a3", "fleet=acme", "y", T0).accepted, 1);
+    assert_int_equal(write_tagged(db, "a3", "fleet=acme", "z", T0).refused, 1);
+    assert_int_equal(write_tagged(db, "c1", "fleet=cargo", "x", T0).accepted, 1);
+    assert_int_equal(write_tagged(db, "c1", "fleet=cargo", "y", T0).refused, 1);
+    assert_int_equal(tern_tsdb_close(db, true), 0);
+    tsdb_test_rm_rf(dir);
+    free(dir);
+}
+
 static void test_last_and_groups(void **state)
 {
     (void)state;
@@ -647,6 +721,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_random_against_model),
         cmocka_unit_test(test_conflicts_and_limits),
+        cmocka_unit_test(test_series_limit_per_tenant),
         cmocka_unit_test(test_last_and_groups),
         cmocka_unit_test(test_parallel_grouped_scan),
         cmocka_unit_test(test_retention_and_cold_hook),
