@@ -16,6 +16,7 @@
 #include "tsdb/codec.h"
 #include "tsdb/codec_int.h"
 
+#include <stdbool.h>
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
@@ -44,14 +45,17 @@ static void regular_ts(int64_t *ts, size_t n, int64_t t0, int64_t step)
         ts[i] = t0 + (int64_t)i * step;
 }
 
-/* Encodes (forced encodings, 0 = auto), checks the header, decodes, compares bit for bit;
- * returns the chunk size and fills *info. */
-static size_t rt_f64_with(const int64_t *ts, const double *vals, size_t n, unsigned tse,
-    unsigned vale, tern_chunk_info *info)
+/* Encodes (forced encodings, 0 = auto; fast: the quick encoder, automatic), checks the header,
+ * decodes, compares bit for bit; returns the chunk size and fills *info. */
+static size_t rt_f64_enc(const int64_t *ts, const double *vals, size_t n, unsigned tse,
+    unsigned vale, bool fast, tern_chunk_info *info)
 {
     tern_buf b = TERN_BUF_INIT;
     assert_int_equal(tern_buf_append_u8(&b, 0xAB), 0); /* appends after existing bytes */
-    assert_int_equal(tern_chunk_encode_f64_with(&b, ts, vals, n, tse, vale), 0);
+    if (fast)
+        assert_int_equal(tern_chunk_encode_f64_fast(&b, ts, vals, n), 0);
+    else
+        assert_int_equal(tern_chunk_encode_f64_with(&b, ts, vals, n, tse, vale), 0);
     assert_int_equal(b.data[0], 0xAB);
     const uint8_t *chunk = b.data + 1;
     size_t len = b.len - 1;
@@ -83,36 +87,21 @@ static size_t rt_f64_with(const int64_t *ts, const double *vals, size_t n, unsig
     if (info)
         *info = ci;
     tern_buf_free(&b);
-    return len;
-}
-
-/* The quick encoder (head fragments): the same points back bit for bit, within the bound. */
-static void rt_f64_fast(const int64_t *ts, const double *vals, size_t n)
-{
-    tern_buf b = TERN_BUF_INIT;
-    assert_int_equal(tern_chunk_encode_f64_fast(&b, ts, vals, n), 0);
-    assert_true(b.len <= tern_chunk_bound(n));
-    int64_t *dts = malloc(n * sizeof *dts);
-    double *dv = malloc(n * sizeof *dv);
-    assert_non_null(dts);
-    assert_non_null(dv);
-    size_t got = 0;
-    assert_int_equal(tern_chunk_decode_f64(b.data, b.len, dts, dv, n, &got), 0);
-    assert_int_equal(got, n);
-    assert_memory_equal(dts, ts, n * sizeof *ts);
-    assert_memory_equal(dv, vals, n * sizeof *vals);
-    free(dts);
-    free(dv);
-    tern_buf_free(&b);
-}
-
-/* Automatic encodings: the thorough encoder (checked in detail) and the quick one. */
-static size_t rt_f64(const int64_t *ts, const double *vals, size_t n, tern_chunk_info *info)
-{
-    rt_f64_fast(ts, vals, n);
-    size_t len = rt_f64_with(ts, vals, n, 0, 0, info);
     assert_true(len <= tern_chunk_bound(n));
     return len;
+}
+
+static size_t rt_f64_with(const int64_t *ts, const double *vals, size_t n, unsigned tse,
+    unsigned vale, tern_chunk_info *info)
+{
+    return rt_f64_enc(ts, vals, n, tse, vale, false, info);
+}
+
+/* Automatic encodings: the quick encoder (head fragments), then the thorough one. */
+static size_t rt_f64(const int64_t *ts, const double *vals, size_t n, tern_chunk_info *info)
+{
+    rt_f64_enc(ts, vals, n, 0, 0, true, NULL);
+    return rt_f64_enc(ts, vals, n, 0, 0, false, info);
 }
 
 static size_t rt_i64(const int64_t *ts, const int64_t *vals, size_t n, tern_chunk_info *info)
