@@ -802,19 +802,16 @@ static void io_cycle(emb_log *L)
         f->syncing = false;
         f->status = tern_log__part_write(p, bytes, &f->h, L->cfg.segment_bytes, &f->seg, &f->pos);
         f->rolled = p->n_segs != segs_before;
+        /* Start its writeback at once, so the device works on this batch while the next ones
+         * are copied in; each fdatasync then mostly waits for I/O already in flight. */
+        if (f->status == 0)
+            tern_log__part_start_writeback(f->seg, f->pos, 4u + (uint64_t)f->h.length);
         if (f->status != 0) {
             tern_log__error("%s: write of offsets %" PRId64 "..%" PRId64 " failed: %s", p->dir,
                 f->base, f->base + f->count - 1, tern_strerror(f->status));
             finish_synced(L, c, i); /* the truncation may cut only what is not being synced */
             tern_log__part_truncate(p);
         }
-    }
-    /* Start writeback of every batch first, so the device works on all of them at once; each
-     * fdatasync then mostly waits for I/O already in flight instead of issuing it. */
-    for (size_t i = 0; i < n; i++) {
-        emb_inflight *f = &c->f[i];
-        if (f->status == 0)
-            tern_log__part_start_writeback(f->seg, f->pos, 4u + (uint64_t)f->h.length);
     }
     finish_synced(L, c, n);
     if (n > 0)
