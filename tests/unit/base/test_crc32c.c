@@ -140,6 +140,35 @@ static void test_paths_agree(void **state)
     free(buf);
 }
 
+/* Long buffers (three chains at once in the hw path, 3 x 4 KiB rounds): lengths around the
+ * round size and a few rounds plus tails, from unaligned starts, seeded with a non-zero CRC. */
+static void test_long_buffers_agree(void **state)
+{
+    (void)state;
+    enum { MAX = 5 * 12288 + 64 };
+    uint8_t *buf = malloc(MAX + 8);
+    assert_non_null(buf);
+    srand(777);
+    for (size_t i = 0; i < MAX + 8; i++)
+        buf[i] = (uint8_t)rand();
+    const size_t lens[] = { 12287, 12288, 12289, 12295, 12296, 24575, 24576, 24583, 36864,
+        4 * 12288 + 7, 5 * 12288 + 64, 1 << 15, 50000 };
+    for (size_t off = 0; off < 8; off++) {
+        for (size_t k = 0; k < sizeof lens / sizeof lens[0]; k++) {
+            uint32_t sw = tern_crc32c_update_sw(0xdeadbeefu, buf + off, lens[k]);
+            uint32_t hw = tern_crc32c_update_hw(0xdeadbeefu, buf + off, lens[k]);
+            if (sw != hw)
+                fail_msg("paths disagree at offset %zu length %zu", off, lens[k]);
+        }
+    }
+    /* and split anywhere, the running CRC continues across the long path */
+    uint32_t whole = tern_crc32c_update_sw(0, buf, MAX);
+    for (size_t cut = 0; cut <= MAX; cut += 4093)
+        assert_int_equal(
+            tern_crc32c_update_hw(tern_crc32c_update_hw(0, buf, cut), buf + cut, MAX - cut), whole);
+    free(buf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -148,6 +177,7 @@ int main(void)
         cmocka_unit_test(test_vectors_hw),
         cmocka_unit_test(test_incremental),
         cmocka_unit_test(test_paths_agree),
+        cmocka_unit_test(test_long_buffers_agree),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
