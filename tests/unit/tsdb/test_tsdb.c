@@ -433,6 +433,65 @@ static void test_series_limit_per_tenant(void **state)
     free(dir);
 }
 
+/* A cut keeps a series' fragment buffer for the points to come, but one left with far less than
+ * its buffer holds (a burst, then a gap) gives the memory back; either way the points are the
+ * same after the cut. */
+static void test_cut_gives_back_a_burst(void **state)
+{
+    (void)state;
+    char *dir = tsdb_test_tmpdir("tsdbburst");
+    tern_tsdb *db = open_db(dir, 0);
+    tern_tsdb_batch *b;
+    assert_int_equal(tern_tsdb_batch_new(&b), 0);
+    tern_tsdb_write_result res;
+    /* 50 minutes at 1 s (3,000 points, hundreds of fragments), then one point at 91 minutes */
+    for (int64_t i = 0; i < 3000; i += 500) {
+        tern_tsdb_batch_reset(b);
+        assert_int_equal(tern_tsdb_batch_device(b, "burst", 5, "", 0), 0);
+        for (int64_t k = i; k < i + 500; k++)
+            assert_int_equal(
+                tern_tsdb_batch_add_f64(b, "v", 1, T0 + k * 1000, (double)(k * 7919 % 1000) / 10),
+                0);
+        assert_int_equal(tern_tsdb_write(db, b, NULL, &res), 0);
+        assert_int_equal(res.accepted, 500);
+    }
+    tern_tsdb_stats before;
+    tern_tsdb_get_stats(db, &before);
+    /* 40 points from 91 minutes: after the cut they are all the head holds (in fragments) */
+    tern_tsdb_batch_reset(b);
+    assert_int_equal(tern_tsdb_batch_device(b, "burst", 5, "", 0), 0);
+    for (int64_t k = 0; k < 40; k++)
+        assert_int_equal(tern_tsdb_batch_add_f64(b, "v", 1, T0 + 91 * 60000 + k * 1000, 1.5), 0);
+    assert_int_equal(tern_tsdb_write(db, b, NULL, &res), 0);
+    assert_int_equal(tern_tsdb_maintain(db, INT64_MIN), 0);
+    tern_tsdb_stats after;
+    tern_tsdb_get_stats(db, &after);
+    assert_int_equal(after.head_points, 40);
+    /* the burst's buffer (about 1.3 bytes a point) is given back */
+    assert_true(after.head_bytes + 3000 < before.head_bytes);
+    /* every point is still there: 3,000 in blocks, the last one in the head */
+    tern_tsdb_query q;
+    memset(&q, 0, sizeof q);
+    q.sel.device = "burst";
+    q.sel.metric = "v";
+    q.start_ms = T0;
+    q.end_ms = T0 + 92 * 60000;
+    got.n = 0;
+    char err[256];
+    assert_int_equal(tern_tsdb_query_run(db, &q, collect_row, &got, err, sizeof err), 0);
+    assert_int_equal(got.n, 3040);
+    double first, mid, last;
+    memcpy(&first, &got.v[0], 8);
+    memcpy(&mid, &got.v[1234], 8);
+    memcpy(&last, &got.v[3039], 8);
+    assert_true(first == 0.0 && mid == (double)(1234 * 7919 % 1000) / 10 && last == 1.5);
+    assert_int_equal(got.ts[3039], T0 + 91 * 60000 + 39 * 1000);
+    tern_tsdb_batch_free(b);
+    assert_int_equal(tern_tsdb_close(db, true), 0);
+    tsdb_test_rm_rf(dir);
+    free(dir);
+}
+
 static void test_last_and_groups(void **state)
 {
     (void)state;
@@ -722,6 +781,7 @@ int main(void)
         cmocka_unit_test(test_random_against_model),
         cmocka_unit_test(test_conflicts_and_limits),
         cmocka_unit_test(test_series_limit_per_tenant),
+        cmocka_unit_test(test_cut_gives_back_a_burst),
         cmocka_unit_test(test_last_and_groups),
         cmocka_unit_test(test_parallel_grouped_scan),
         cmocka_unit_test(test_retention_and_cold_hook),
