@@ -247,78 +247,36 @@ static uint64_t linear_step(const int64_t *x, size_t n)
     return (uint64_t)q;
 }
 
-static void ip_write(
-    wr *w, const int64_t *x, size_t n, int x0_known, unsigned mode, unsigned fshift)
+/* What the pipeline writes before its frames (header byte, x[0] unless known, the mode's
+ * varint), written to w (or measured, w->p NULL); returns the index of the first residual and
+ * sets *step (LINEAR). */
+static size_t ip_write_head(
+    wr *w, const int64_t *x, size_t n, int x0_known, unsigned mode, unsigned fshift, uint64_t *step)
 {
-    const size_t frame = (size_t)32 << fshift;
-    uint64_t r[IP_MAX_FRAME];
+    *step = 0;
     wr_u8(w, (uint8_t)(mode | (fshift << 2)));
     if (!x0_known)
         wr_varint(w, tern_varint_zigzag(x[0]));
-    size_t start = 1;
-    uint64_t step = 0;
     if (mode == IP_DOD) {
         if (n >= 2)
             wr_varint(w, tern_varint_zigzag((int64_t)((uint64_t)x[1] - (uint64_t)x[0])));
-        start = 2;
-    } else if (mode == IP_LINEAR && n >= 2) {
-        step = linear_step(x, n);
-        wr_varint(w, tern_varint_zigzag((int64_t)step));
+        return 2;
     }
-    for (size_t i = start; i < n; i += frame) {
-        size_t cnt = n - i < frame ? n - i : frame;
-        ip_residuals(x, i, cnt, mode, step, r);
-        uint64_t zz_or = 0;
-        int64_t lo = INT64_MAX, hi = INT64_MIN;
-        for (size_t k = 0; k < cnt; k++) {
-            int64_t s = (int64_t)r[k];
-            zz_or |= tern_varint_zigzag(s);
-            lo = s < lo ? s : lo;
-            hi = s > hi ? s : hi;
-        }
-        unsigned wz = bit_width(zz_or);
-        unsigned wf = bit_width((uint64_t)hi - (uint64_t)lo);
-        size_t cost_z = (cnt * wz + 7) / 8;
-        size_t cost_f = tern_varint_len(tern_varint_zigzag(lo)) + (cnt * wf + 7) / 8;
-        int use_for = cost_f < cost_z;
-        unsigned width = use_for ? wf : wz;
-        wr_u8(w, (uint8_t)(width | (use_for ? 0x80u : 0u)));
-        if (use_for)
-            wr_varint(w, tern_varint_zigzag(lo));
-        if (!w->p) {
-            w->pos += (cnt * width + 7) / 8;
-            continue;
-        }
-        bw b = { w, 0, 0, 0 };
-        for (size_t k = 0; k < cnt; k++) {
-            uint64_t u = use_for ? r[k] - (uint64_t)lo : tern_varint_zigzag((int64_t)r[k]);
-            bw_put(&b, u, width);
-        }
-        bw_flush(&b);
+    if (mode == IP_LINEAR && n >= 2) {
+        *step = linear_step(x, n);
+        wr_varint(w, tern_varint_zigzag((int64_t)*step));
     }
+    return 1;
 }
 
-/* Size of one frame of cnt residuals with the given stats, as ip_write lays it out. */
-static inline size_t ip_frame_cost(size_t cnt, uint64_t zz_or, int64_t lo, int64_t hi)
-{
-    size_t cost_z = (cnt * bit_width(zz_or) + 7) / 8;
-    size_t cost_f = tern_varint_len(tern_varint_zigzag(lo))
-        + (cnt * bit_width((uint64_t)hi - (uint64_t)lo) + 7) / 8;
-    return 1 + (cost_f < cost_z ? cost_f : cost_z);
-}
-
-/*
- * ip_plan picks the mode and frame size that give the fewest bytes; returns that size. It
- * computes, per mode, the residuals' stats (OR of zigzags, min, max) once per 32-value block;
- * a frame of 64, 128 or 256 values combines its blocks' stats, so the 12 layouts cost three
- * passes over the data instead of twelve encodings (this runs on every head fragment).
- */
-/* Running stats of one frame's residuals. */
+/* Running stats of a frame's residuals: OR of their zigzags, min, max, count. */
 typedef struct ip_stats {
     uint64_t zz_or;
     int64_t lo, hi;
     size_t cnt;
 } ip_stats;
+
+#define IP_STATS_EMPTY ((ip_stats) { 0, INT64_MAX, INT64_MIN, 0 })
 
 static inline void ip_stats_add(ip_stats *st, uint64_t r)
 {
@@ -329,6 +287,72 @@ static inline void ip_stats_add(ip_stats *st, uint64_t r)
     st->cnt++;
 }
 
+static inline ip_stats ip_stats_of(const uint64_t *r, size_t cnt)
+{
+    ip_stats st = IP_STATS_EMPTY;
+    for (size_t k = 0; k < cnt; k++)
+        ip_stats_add(&st, r[k]);
+    return st;
+}
+
+static inline void ip_stats_merge(ip_stats *into, const ip_stats *from)
+{
+    into->zz_or |= from->zz_or;
+    into->lo = from->lo < into->lo ? from->lo : into->lo;
+    into->hi = from->hi > into->hi ? from->hi : into->hi;
+    into->cnt += from->cnt;
+}
+
+/* A frame's layout: zigzag at a common width, or frame of reference (FOR: residual - lo). */
+static inline bool ip_use_for(const ip_stats *st, unsigned *width)
+{
+    unsigned wz = bit_width(st->zz_or);
+    unsigned wf = bit_width((uint64_t)st->hi - (uint64_t)st->lo);
+    size_t cost_z = (st->cnt * wz + 7) / 8;
+    size_t cost_f = tern_varint_len(tern_varint_zigzag(st->lo)) + (st->cnt * wf + 7) / 8;
+    bool use_for = cost_f < cost_z;
+    *width = use_for ? wf : wz;
+    return use_for;
+}
+
+/* Size of one frame with the given stats, as ip_write lays it out. */
+static inline size_t ip_frame_cost(const ip_stats *st)
+{
+    unsigned width;
+    bool use_for = ip_use_for(st, &width);
+    return 1 + (use_for ? tern_varint_len(tern_varint_zigzag(st->lo)) : 0)
+        + (st->cnt * width + 7) / 8;
+}
+
+static void ip_write(
+    wr *w, const int64_t *x, size_t n, int x0_known, unsigned mode, unsigned fshift)
+{
+    const size_t frame = (size_t)32 << fshift;
+    uint64_t r[IP_MAX_FRAME];
+    uint64_t step;
+    size_t start = ip_write_head(w, x, n, x0_known, mode, fshift, &step);
+    for (size_t i = start; i < n; i += frame) {
+        size_t cnt = n - i < frame ? n - i : frame;
+        ip_residuals(x, i, cnt, mode, step, r);
+        ip_stats st = ip_stats_of(r, cnt);
+        unsigned width;
+        bool use_for = ip_use_for(&st, &width);
+        wr_u8(w, (uint8_t)(width | (use_for ? 0x80u : 0u)));
+        if (use_for)
+            wr_varint(w, tern_varint_zigzag(st.lo));
+        if (!w->p) {
+            w->pos += (cnt * width + 7) / 8;
+            continue;
+        }
+        bw b = { w, 0, 0, 0 };
+        for (size_t k = 0; k < cnt; k++) {
+            uint64_t u = use_for ? r[k] - (uint64_t)st.lo : tern_varint_zigzag((int64_t)r[k]);
+            bw_put(&b, u, width);
+        }
+        bw_flush(&b);
+    }
+}
+
 /*
  * ip_plan for n <= 33, where every mode has at most 32 residuals, so one frame whatever its
  * size: the three modes' stats in one pass. It returns what ip_plan's general loop returns
@@ -337,30 +361,30 @@ static inline void ip_stats_add(ip_stats *st, uint64_t r)
 static size_t ip_plan_one_frame(
     const int64_t *x, size_t n, int x0_known, unsigned *mode_out, unsigned *fshift_out)
 {
-    size_t base = 1 + (x0_known ? 0 : tern_varint_len(tern_varint_zigzag(x[0])));
-    size_t cost[3] = { base, base, base };
-    ip_stats st[3];
-    for (unsigned m = 0; m < 3; m++)
-        st[m] = (ip_stats) { 0, INT64_MAX, INT64_MIN, 0 };
-    if (n >= 2) {
-        uint64_t step = linear_step(x, n);
-        cost[IP_DOD]
-            += tern_varint_len(tern_varint_zigzag((int64_t)((uint64_t)x[1] - (uint64_t)x[0])));
-        cost[IP_LINEAR] += tern_varint_len(tern_varint_zigzag((int64_t)step));
-        uint64_t d0 = 0;
-        for (size_t i = 1; i < n; i++) {
-            uint64_t d1 = (uint64_t)x[i] - (uint64_t)x[i - 1];
-            ip_stats_add(&st[IP_DELTA], d1);
-            ip_stats_add(&st[IP_LINEAR], (uint64_t)x[i] - (uint64_t)x[0] - step * (uint64_t)i);
-            if (i >= 2)
-                ip_stats_add(&st[IP_DOD], d1 - d0);
-            d0 = d1;
-        }
+    size_t cost[3];
+    uint64_t step = 0;
+    for (unsigned m = IP_DELTA; m <= IP_LINEAR; m++) {
+        wr head = { NULL, 0 };
+        uint64_t st_m;
+        ip_write_head(&head, x, n, x0_known, m, 0, &st_m);
+        cost[m] = head.pos;
+        if (m == IP_LINEAR)
+            step = st_m;
+    }
+    ip_stats st[3] = { IP_STATS_EMPTY, IP_STATS_EMPTY, IP_STATS_EMPTY };
+    uint64_t d0 = 0;
+    for (size_t i = 1; i < n; i++) {
+        uint64_t d1 = (uint64_t)x[i] - (uint64_t)x[i - 1];
+        ip_stats_add(&st[IP_DELTA], d1);
+        ip_stats_add(&st[IP_LINEAR], (uint64_t)x[i] - (uint64_t)x[0] - step * (uint64_t)i);
+        if (i >= 2)
+            ip_stats_add(&st[IP_DOD], d1 - d0);
+        d0 = d1;
     }
     size_t best = SIZE_MAX;
     for (unsigned m = IP_DELTA; m <= IP_LINEAR; m++) {
         if (st[m].cnt)
-            cost[m] += ip_frame_cost(st[m].cnt, st[m].zz_or, st[m].lo, st[m].hi);
+            cost[m] += ip_frame_cost(&st[m]);
         if (cost[m] < best) {
             best = cost[m];
             *mode_out = m;
@@ -370,6 +394,12 @@ static size_t ip_plan_one_frame(
     return best;
 }
 
+/*
+ * ip_plan picks the mode and frame size that give the fewest bytes; returns that size. It
+ * computes, per mode, the residuals' stats once per 32-value block; a frame of 64, 128 or 256
+ * values combines its blocks' stats, so the 12 layouts cost three passes over the data instead
+ * of twelve encodings.
+ */
 static size_t ip_plan(
     const int64_t *x, size_t n, int x0_known, unsigned *mode_out, unsigned *fshift_out)
 {
@@ -378,54 +408,22 @@ static size_t ip_plan(
     size_t best = SIZE_MAX;
     uint64_t r[32];
     for (unsigned mode = IP_DELTA; mode <= IP_LINEAR; mode++) {
-        /* the fixed part: what ip_write writes before the frames */
         wr head = { NULL, 0 };
-        size_t start = 1;
-        uint64_t step = 0;
-        wr_u8(&head, 0);
-        if (!x0_known)
-            wr_varint(&head, tern_varint_zigzag(x[0]));
-        if (mode == IP_DOD) {
-            if (n >= 2)
-                wr_varint(&head, tern_varint_zigzag((int64_t)((uint64_t)x[1] - (uint64_t)x[0])));
-            start = 2;
-        } else if (mode == IP_LINEAR && n >= 2) {
-            step = linear_step(x, n);
-            wr_varint(&head, tern_varint_zigzag((int64_t)step));
-        }
+        uint64_t step;
+        size_t start = ip_write_head(&head, x, n, x0_known, mode, 0, &step);
         size_t cost[4] = { head.pos, head.pos, head.pos, head.pos };
-        /* running stats of the open frame of each size */
-        uint64_t f_or[4] = { 0 };
-        int64_t f_lo[4], f_hi[4];
-        size_t f_cnt[4] = { 0 };
-        for (unsigned f = 0; f < 4; f++) {
-            f_lo[f] = INT64_MAX;
-            f_hi[f] = INT64_MIN;
-        }
+        ip_stats open[4] = { IP_STATS_EMPTY, IP_STATS_EMPTY, IP_STATS_EMPTY, IP_STATS_EMPTY };
         size_t block = 0;
         for (size_t i = start; i < n; i += 32, block++) {
             size_t cnt = n - i < 32 ? n - i : 32;
             ip_residuals(x, i, cnt, mode, step, r);
-            uint64_t zz_or = 0;
-            int64_t lo = INT64_MAX, hi = INT64_MIN;
-            for (size_t k = 0; k < cnt; k++) {
-                int64_t v = (int64_t)r[k];
-                zz_or |= tern_varint_zigzag(v);
-                lo = v < lo ? v : lo;
-                hi = v > hi ? v : hi;
-            }
+            ip_stats blk = ip_stats_of(r, cnt);
             for (unsigned f = 0; f < 4; f++) {
-                f_or[f] |= zz_or;
-                f_lo[f] = lo < f_lo[f] ? lo : f_lo[f];
-                f_hi[f] = hi > f_hi[f] ? hi : f_hi[f];
-                f_cnt[f] += cnt;
+                ip_stats_merge(&open[f], &blk);
                 bool frame_full = ((block + 1) & ((1u << f) - 1)) == 0;
                 if (frame_full || i + cnt >= n) {
-                    cost[f] += ip_frame_cost(f_cnt[f], f_or[f], f_lo[f], f_hi[f]);
-                    f_or[f] = 0;
-                    f_lo[f] = INT64_MAX;
-                    f_hi[f] = INT64_MIN;
-                    f_cnt[f] = 0;
+                    cost[f] += ip_frame_cost(&open[f]);
+                    open[f] = IP_STATS_EMPTY;
                 }
             }
         }
@@ -1097,7 +1095,7 @@ size_t tern_chunk_bound(size_t n)
      * of value (a 64-bit residual, plus for an exception its gap varint and 8 raw bytes;
      * Gorilla's worst is 77 bits); per 32 points a frame header (<= 11 bytes) for each; the
      * chunk header, the pipelines' headers and their varints stay under 128 bytes. */
-    return 128 + 40 * n;
+    return TERN_CHUNK_BOUND(n);
 }
 
 static int emit(tern_buf *out, const plan *p, const int64_t *ts, const void *vals, size_t n)

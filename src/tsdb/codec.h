@@ -69,8 +69,10 @@ int tern_chunk_encode_f64_fast(tern_buf *out, const int64_t *ts, const double *v
 /*
  * tern_chunk_bound is an upper bound of the bytes one chunk of n points takes, whatever its
  * values: with tern_buf_reserve(out, tern_chunk_bound(n)) done, encoding n points never grows
- * out (so out may be a view of caller storage of that size).
+ * out (so out may be a view of caller storage of that size). TERN_CHUNK_BOUND is the same as a
+ * constant expression, to size such storage.
  */
+#define TERN_CHUNK_BOUND(n) (128 + 40 * (size_t)(n))
 size_t tern_chunk_bound(size_t n);
 
 /*

@@ -161,7 +161,7 @@ static int seal(tsdb_series *s)
 {
     size_t n = s->n_buf - HEAD_KEEP;
     /* the fragment is encoded on the stack: room for the codec's bound never grows the view */
-    uint8_t room[128 + 40 * TSDB_HEAD_BUF];
+    uint8_t room[TERN_CHUNK_BOUND(TSDB_HEAD_BUF)];
     TERN_ASSERT(tern_chunk_bound(n) <= sizeof room);
     tern_buf enc = { room, 0, sizeof room };
     int rc = encode_points(s->kind, s->buf, n, &enc);
