@@ -312,12 +312,13 @@ static void test_random_against_model(void **state)
     free(dir);
 }
 
-static int write_one(tern_tsdb *db, const char *dev, const char *metric, int64_t ts, double v,
-    bool integer, tern_tsdb_write_result *res)
+/* One point of dev/metric, the device carrying tags; returns tern_tsdb_write's code. */
+static int write_point(tern_tsdb *db, const char *dev, const char *tags, const char *metric,
+    int64_t ts, double v, bool integer, tern_tsdb_write_result *res)
 {
     tern_tsdb_batch *b;
     assert_int_equal(tern_tsdb_batch_new(&b), 0);
-    assert_int_equal(tern_tsdb_batch_device(b, dev, strlen(dev), "region=eu", 9), 0);
+    assert_int_equal(tern_tsdb_batch_device(b, dev, strlen(dev), tags, strlen(tags)), 0);
     if (integer)
         assert_int_equal(tern_tsdb_batch_add_i64(b, metric, strlen(metric), ts, (int64_t)v), 0);
     else
@@ -325,6 +326,12 @@ static int write_one(tern_tsdb *db, const char *dev, const char *metric, int64_t
     int rc = tern_tsdb_write(db, b, NULL, res);
     tern_tsdb_batch_free(b);
     return rc;
+}
+
+static int write_one(tern_tsdb *db, const char *dev, const char *metric, int64_t ts, double v,
+    bool integer, tern_tsdb_write_result *res)
+{
+    return write_point(db, dev, "region=eu", metric, ts, v, integer, res);
 }
 
 static void test_conflicts_and_limits(void **state)
@@ -376,16 +383,12 @@ static tern_tsdb *open_db_tenants(const char *dir, uint64_t per_tenant)
 }
 
 /* One point of dev/metric with the given tags; returns the write's result. */
+/* One point (1.5) of dev/metric with the given tags; returns the write's result. */
 static tern_tsdb_write_result write_tagged(
     tern_tsdb *db, const char *dev, const char *tags, const char *metric, int64_t ts)
 {
-    tern_tsdb_batch *b;
-    assert_int_equal(tern_tsdb_batch_new(&b), 0);
-    assert_int_equal(tern_tsdb_batch_device(b, dev, strlen(dev), tags, strlen(tags)), 0);
-    assert_int_equal(tern_tsdb_batch_add_f64(b, metric, strlen(metric), ts, 1.5), 0);
     tern_tsdb_write_result res;
-    assert_int_equal(tern_tsdb_write(db, b, NULL, &res), 0);
-    tern_tsdb_batch_free(b);
+    assert_int_equal(write_point(db, dev, tags, metric, ts, 1.5, false, &res), 0);
     return res;
 }
 
