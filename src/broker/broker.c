@@ -10,12 +10,14 @@
 #include "broker/store.h"
 #include "loop/net.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 /* Accepted per listener wake-up, so a flood of SYNs cannot starve established clients. */
 #define MAX_ACCEPTS_PER_WAKE 64
 #define EMFILE_BACKOFF_MS 100
+#define MAX_LOOPS 64
 
 static const char *const default_listen[] = { "0.0.0.0:1883" };
 static const char *const default_ingest[]
@@ -43,6 +45,171 @@ void tern_broker_config_defaults(tern_broker_config *cfg)
     cfg->sys_interval_ms = 10000;
     cfg->ingest_filters = default_ingest;
     cfg->n_ingest_filters = sizeof default_ingest / sizeof default_ingest[0];
+    cfg->loops = 1;
+}
+
+/* ---- the lock and the workers ------------------------------------------------------------- */
+
+void broker_lock(tern_broker *b, broker_worker *w)
+{
+    pthread_mutex_lock(&b->lock);
+    b->holder = w;
+}
+
+void broker_unlock(tern_broker *b)
+{
+    b->holder = NULL;
+    pthread_mutex_unlock(&b->lock);
+}
+
+uint64_t broker_now_ms(const tern_broker *b)
+{
+    return tern_loop_now_ms(b->holder ? b->holder->loop : b->loop);
+}
+
+static void worker_flush_task(tern_loop_task *task)
+{
+    broker_worker *w = task->data;
+    broker_lock(w->broker, w);
+    broker_worker_flush(w);
+    broker_unlock(w->broker);
+}
+
+static void worker_wake_cb(tern_loop *loop, void *arg)
+{
+    (void)loop;
+    broker_worker *w = arg;
+    broker_lock(w->broker, w);
+    w->wake_posted = false;
+    broker_worker_flush(w);
+    broker_unlock(w->broker);
+}
+
+void broker_worker_wake(tern_broker *b, broker_worker *w)
+{
+    if (w == b->holder) {
+        tern_loop_defer(w->loop, &w->flush_task, worker_flush_task, w);
+        return;
+    }
+    if (w->wake_posted)
+        return;
+    if (tern_loop_post(w->loop, worker_wake_cb, w) == 0)
+        w->wake_posted = true;
+    else
+        TERN_LOG_RATELIMITED(TERN_LOG_ERROR, "broker",
+            "cannot wake loop %u: out of memory; "
+            "its output waits for its next event",
+            w->index);
+}
+
+static void *worker_main(void *arg)
+{
+    broker_worker *w = arg;
+    char name[16];
+    snprintf(name, sizeof name, "tern-broker-%u", w->index % 100u);
+    pthread_setname_np(pthread_self(), name); /* top -H, bench CPU per stage */
+    (void)tern_loop_run(w->loop);
+    return NULL;
+}
+
+static void stop_loop_cb(tern_loop *loop, void *arg)
+{
+    (void)arg;
+    tern_loop_stop(loop);
+}
+
+static unsigned loops_wanted(const tern_broker_config *cfg)
+{
+    long n = cfg->loops;
+    if (n == 0)
+        n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (n < 1)
+        n = 1;
+    return n > MAX_LOOPS ? MAX_LOOPS : (unsigned)n;
+}
+
+/* Worker 0 runs on the caller's loop; the others get a loop each (threads start later). */
+static int workers_new(tern_broker *b, tern_loop *loop)
+{
+    unsigned n = loops_wanted(&b->cfg);
+    b->workers = tern_calloc(n, sizeof *b->workers);
+    if (!b->workers)
+        return TERN_ENOMEM;
+    for (unsigned i = 0; i < n; i++) {
+        broker_worker *w = tern_calloc(1, sizeof *w);
+        if (!w)
+            return TERN_ENOMEM;
+        b->workers[i] = w;
+        b->n_workers = i + 1;
+        w->broker = b;
+        w->index = i;
+        if (i == 0) {
+            w->loop = loop;
+        } else {
+            int rc = tern_loop_new(&w->loop);
+            if (rc != 0)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+static int workers_start(tern_broker *b)
+{
+    for (unsigned i = 1; i < b->n_workers; i++) {
+        broker_worker *w = b->workers[i];
+        if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
+            return TERN_ENOMEM;
+        w->has_thread = true;
+    }
+    if (b->n_workers > 1)
+        tern_logf(TERN_LOG_INFO, "broker", "%u event loops", b->n_workers);
+    return 0;
+}
+
+/* Stops the workers' threads after what is already posted to them (FIFO), then runs every
+ * loop once more on this thread for posts that came later (completions, hand-offs). */
+static void workers_stop(tern_broker *b)
+{
+    for (unsigned i = 1; i < b->n_workers; i++) {
+        broker_worker *w = b->workers[i];
+        if (!w->has_thread)
+            continue;
+        while (tern_loop_post(w->loop, stop_loop_cb, NULL) != 0)
+            usleep(1000);
+        pthread_join(w->thread, NULL);
+        w->has_thread = false;
+    }
+}
+
+static void workers_drain(tern_broker *b)
+{
+    for (int pass = 0; pass < 2; pass++)
+        for (unsigned i = 0; i < b->n_workers; i++)
+            (void)tern_loop_run_once(b->workers[i]->loop, 0);
+}
+
+static void workers_free(tern_broker *b)
+{
+    for (unsigned i = 0; i < b->n_workers; i++) {
+        broker_worker *w = b->workers[i];
+        tern_loop_cancel(&w->flush_task);
+        if (i > 0)
+            tern_loop_free(w->loop);
+        tern_free(w);
+    }
+    tern_free(b->workers);
+    b->workers = NULL;
+    b->n_workers = 0;
+}
+
+/* Deadlines (deadline.h) fire on worker 0's loop. */
+static void deadline_tick_cb(tern_loop_timer *t)
+{
+    tern_broker *b = t->data;
+    broker_lock(b, b->workers[0]);
+    broker_deadline_fire_due(&b->deadlines, tern_loop_now_ms(b->loop));
+    broker_unlock(b);
 }
 
 static char **copy_strings(const char *const *src, size_t n)
@@ -73,6 +240,50 @@ static void free_strings(char **v)
 
 static void resume_accept_cb(tern_loop_timer *t);
 
+/* A new connection on its way from the listeners' loop to the worker that will own it. */
+typedef struct handoff {
+    broker_worker *w;
+    int fd;
+    bool tls;
+} handoff;
+
+static void handoff_cb(tern_loop *loop, void *arg)
+{
+    (void)loop;
+    handoff *h = arg;
+    tern_broker *b = h->w->broker;
+    broker_lock(b, h->w);
+    if (b->shutting_down)
+        close(h->fd);
+    else
+        broker_conn_accept(b, h->w, h->fd, h->tls);
+    broker_unlock(b);
+    tern_free(h);
+}
+
+/* New connections are dealt round robin across the loops: even spread, and each loop's share
+ * known in advance (tests rely on the order). */
+static void deal(tern_broker *b, int fd, bool tls)
+{
+    broker_worker *w = b->workers[b->next_worker++ % b->n_workers];
+    if (w->index == 0) {
+        broker_lock(b, w);
+        broker_conn_accept(b, w, fd, tls);
+        broker_unlock(b);
+        return;
+    }
+    handoff *h = tern_malloc(sizeof *h);
+    if (h) {
+        h->w = w;
+        h->fd = fd;
+        h->tls = tls;
+        if (tern_loop_post(w->loop, handoff_cb, h) == 0)
+            return;
+        tern_free(h);
+    }
+    close(fd);
+}
+
 static void listener_cb(tern_loop_io *io, unsigned events)
 {
     (void)events;
@@ -98,7 +309,7 @@ static void listener_cb(tern_loop_io *io, unsigned events)
             continue;
         }
         (void)tern_net_set_nodelay(fd, true);
-        broker_conn_accept(b, fd, l->tls);
+        deal(b, fd, l->tls);
     }
 }
 
@@ -140,6 +351,7 @@ int tern_broker_new(tern_loop *loop, const tern_broker_config *cfg, tern_broker 
     tern_broker *b = tern_calloc(1, sizeof *b);
     if (!b)
         return TERN_ENOMEM;
+    pthread_mutex_init(&b->lock, NULL);
     b->loop = loop;
     b->cfg = *cfg;
     b->listen_copy = copy_strings(cfg->listen, cfg->n_listen);
@@ -157,6 +369,9 @@ int tern_broker_new(tern_loop *loop, const tern_broker_config *cfg, tern_broker 
     b->cfg.listen = (const char *const *)b->listen_copy;
     b->cfg.tls_listen = (const char *const *)b->tls_listen_copy;
     b->cfg.ingest_filters = (const char *const *)b->ingest_copy;
+    if ((rc = workers_new(b, loop)) != 0)
+        goto fail;
+    tern_loop_timer_init(b->loop, &b->deadline_tick, deadline_tick_cb, b);
     if ((rc = tern_topic_tree_new(&b->subs)) != 0)
         goto fail;
     if ((rc = broker_retained_init(b)) != 0)
@@ -181,6 +396,10 @@ int tern_broker_new(tern_loop *loop, const tern_broker_config *cfg, tern_broker 
         if ((rc = open_listener(b, addr, tls)) != 0)
             goto fail;
     }
+    tern_loop_timer_start(&b->deadline_tick, BROKER_DEADLINE_TICK_MS, BROKER_DEADLINE_TICK_MS);
+    if ((rc = workers_start(b)) != 0)
+        goto fail;
+    b->started = true;
     *out = b;
     return 0;
 fail:
@@ -191,7 +410,9 @@ fail:
 
 void tern_broker_set_sink(tern_broker *b, const tern_broker_sink *sink)
 {
+    broker_lock(b, NULL);
     b->sink = sink;
+    broker_unlock(b);
 }
 
 int tern_broker_port(const tern_broker *b, size_t i)
@@ -203,6 +424,7 @@ void tern_broker_shutdown(tern_broker *b)
 {
     if (!b || (b->shutting_down && b->n_listeners == 0))
         return;
+    broker_lock(b, b->workers ? b->workers[0] : NULL);
     b->shutting_down = true;
     for (size_t i = 0; i < b->n_listeners; i++) {
         broker_listener *l = &b->listeners[i];
@@ -214,6 +436,7 @@ void tern_broker_shutdown(tern_broker *b)
     b->n_listeners = 0;
     while (b->conns)
         broker_conn_close(b->conns, TERN_MQTT_RC_SERVER_SHUTTING_DOWN, false);
+    broker_unlock(b);
 }
 
 void tern_broker_free(tern_broker *b)
@@ -221,8 +444,12 @@ void tern_broker_free(tern_broker *b)
     if (!b)
         return;
     tern_broker_shutdown(b);
-    tern_loop_cancel(&b->flush_task);
+    workers_stop(b);
     broker_auth_worker_stop(b);
+    if (b->started)
+        workers_drain(b);
+    if (b->workers)
+        tern_loop_timer_stop(&b->deadline_tick);
     broker_sys_stop(b);
     while (b->closed) {
         tern_loop_cancel(&b->closed->free_task);
@@ -236,6 +463,10 @@ void tern_broker_free(tern_broker *b)
     tern_topic_tree_free(b->subs);
     tern_topic_matches_free(&b->matches);
     broker_tls_free(b);
+    broker_deadlines_free(&b->deadlines);
+    if (b->workers)
+        workers_free(b);
+    pthread_mutex_destroy(&b->lock);
     free_strings(b->listen_copy);
     free_strings(b->tls_listen_copy);
     free_strings(b->ingest_copy);
@@ -245,9 +476,17 @@ void tern_broker_free(tern_broker *b)
     tern_free(b);
 }
 
-void tern_broker_get_stats(const tern_broker *b, tern_broker_stats *out)
+void broker_stats_snapshot(const tern_broker *b, tern_broker_stats *out)
 {
     *out = b->stats;
     out->sessions = b->n_sessions;
     out->subscriptions = tern_topic_tree_count(b->subs);
+}
+
+void tern_broker_get_stats(const tern_broker *b, tern_broker_stats *out)
+{
+    tern_broker *mb = (tern_broker *)b; /* the lock is not part of the broker's value */
+    broker_lock(mb, NULL);
+    broker_stats_snapshot(b, out);
+    broker_unlock(mb);
 }

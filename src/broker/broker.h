@@ -2,11 +2,14 @@
  * broker.h: tern's MQTT broker: connections, sessions, subscriptions, retained messages, wills,
  * QoS 0/1/2 state machines for MQTT 3.1.1 and 5.0, auth/ACL and admission control.
  *
- * The broker runs on one event loop (src/loop) and uses the pure codec in src/mqtt. It owns
- * every connection and session; nothing here is thread-safe: call everything on the loop's
- * thread. Bytes from clients are untrusted: a malformed packet closes that connection with the
- * reason code the specification names (DISCONNECT for 5.0, a plain close for 3.1.1), costs one
- * counter increment and one rate-limited log line, and never affects another client.
+ * The broker runs on event loops (src/loop), one per core by default: the caller's loop plus
+ * loops of its own, each on its own thread (cfg.loops). New connections are dealt round robin
+ * across them; a connection stays on its loop for its whole life. The caller's loop also runs
+ * the listeners, $SYS and the session deadlines. The broker is internally locked; the public
+ * calls below belong to the caller's loop thread unless they say otherwise. Bytes from clients are
+ * untrusted: a malformed packet closes that connection with the reason code the specification names
+ * (DISCONNECT for 5.0, a plain close for 3.1.1), costs one counter increment and one rate-limited
+ * log line, and never affects another client.
  *
  * Ingest seam: publishes whose topic matches a configured ingest filter are handed to a sink
  * (tern_broker_sink) that may complete later; a QoS 1/2 publish is acknowledged (PUBACK /
@@ -33,6 +36,7 @@ typedef struct tern_broker_ingest {
     uint8_t qos;
     uint64_t arrival_ms; /* wall clock */
     bool will;           /* a Last Will the broker published for a client that went away */
+    tern_loop *loop;     /* the broker loop to complete on (tern_broker_ingest_done) */
 } tern_broker_ingest;
 
 typedef struct tern_broker_sink {
@@ -40,9 +44,9 @@ typedef struct tern_broker_sink {
     /*
      * submit offers one record (borrowed for the call). Return 0 when the sink takes it: then,
      * if token is not NULL (a QoS 1/2 publish waiting for its acknowledgement), the sink calls
-     * tern_broker_ingest_done(broker, token, status) exactly once, later, on the broker's loop
-     * thread (never from inside submit). Return a negative code to refuse at once: token is
-     * then not used. QoS 0 records come with token NULL (best effort).
+     * tern_broker_ingest_done(broker, token, status) exactly once, later, on rec->loop's
+     * thread (never from inside submit; tern_loop_post hands it there). Return a negative code to
+     * refuse at once: token is then not used. QoS 0 records come with token NULL (best effort).
      */
     int (*submit)(void *ctx, const tern_broker_ingest *rec, void *token);
 } tern_broker_sink;
@@ -89,6 +93,8 @@ typedef struct tern_broker_config {
     struct tern_metrics *metrics;      /* registry to report into; NULL: the process default */
     const char *const *ingest_filters; /* topic filters whose publishes go to the sink */
     size_t n_ingest_filters;
+    uint32_t loops; /* event loops: 1 = the caller's only (the struct's default), 0 = one per
+                       online core (the config file's default), at most 64 */
 } tern_broker_config;
 
 /* tern_broker_config_defaults fills cfg with tern's defaults (docs/broker.md). */
@@ -124,7 +130,9 @@ void tern_broker_shutdown(tern_broker *broker);
 int tern_broker_publish(tern_broker *broker, const char *topic, const void *payload, size_t len,
     uint8_t qos, bool retain);
 
-/* tern_broker_free releases everything. The broker must have been shut down. NULL is a no-op. */
+/* tern_broker_free releases everything: it stops the broker's own loops and runs every loop
+ * once more for completions still on their way. The broker must have been shut down. NULL is a
+ * no-op. */
 void tern_broker_free(tern_broker *broker);
 
 /* Figures for $SYS topics and the metrics registry. */
@@ -147,6 +155,7 @@ typedef struct tern_broker_stats {
     uint64_t ingest_failed;
 } tern_broker_stats;
 
+/* tern_broker_get_stats: any thread. */
 void tern_broker_get_stats(const tern_broker *broker, tern_broker_stats *out);
 
 #endif

@@ -12,6 +12,8 @@
 const tern_config_schema tern_broker_config_schema[] = {
     { "broker.listen", TERN_CONFIG_STRING, "0.0.0.0:1883", "TCP listener HOST:PORT (repeatable)", 0,
         0, TERN_CONFIG_LIST, NULL },
+    { "broker.loops", TERN_CONFIG_INT, "0",
+        "event loops (threads) serving connections; 0: one per online core", 0, 64, 0, NULL },
     { "broker.tls_listen", TERN_CONFIG_STRING, NULL, "TLS listener HOST:PORT (repeatable)", 0, 0,
         TERN_CONFIG_LIST, NULL },
     { "broker.tls_cert_file", TERN_CONFIG_STRING, NULL, "PEM server certificate (chain)", 0, 0, 0,
@@ -97,6 +99,7 @@ int tern_broker_config_load(const tern_config *cfg, tern_broker_config *out)
         return TERN_ENOMEM;
     }
     c.data_dir = tern_config_get_string(cfg, "data.dir");
+    c.loops = (uint32_t)tern_config_get_int(cfg, "broker.loops");
     c.allow_anonymous = tern_config_get_bool(cfg, "broker.allow_anonymous");
     c.tls_cert_file = tern_config_get_string(cfg, "broker.tls_cert_file");
     c.tls_key_file = tern_config_get_string(cfg, "broker.tls_key_file");

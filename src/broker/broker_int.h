@@ -11,6 +11,15 @@
  *   deliver.c          routing one message to the matching subscriptions
  *   message.c          refcounted messages
  *   will.c             Last Will
+ *   deadline.c         session expiry and delayed wills: deadlines of no one loop
+ *
+ * Threads: the broker runs on one loop per core (broker_worker). A connection lives on one
+ * worker for its whole life; its socket, its timer and its input are touched only by that
+ * worker's thread. Everything shared (sessions, subscriptions, retained messages, the journal,
+ * every connection's output buffer and state, statistics) is guarded by the broker lock
+ * (b->lock), which every loop callback takes around its broker work; socket reads are made
+ * outside it. b->holder names the worker holding the lock, so code under it knows which loop
+ * it runs on (broker_now_ms, broker_conn_close, broker_conn_mark_dirty).
  */
 #ifndef TERN_BROKER_INT_H
 #define TERN_BROKER_INT_H
@@ -21,8 +30,11 @@
 #include "base/buf.h"
 #include "base/error.h"
 #include "base/token_bucket.h"
+#include "broker/deadline.h"
 #include "broker/topic_tree.h"
 #include "loop/loop.h"
+
+#include <pthread.h>
 #include "mqtt/mqtt.h"
 
 #include <stdbool.h>
@@ -33,6 +45,7 @@ typedef struct broker_conn broker_conn;
 typedef struct broker_session broker_session;
 typedef struct broker_auth_worker broker_auth_worker;
 typedef struct broker_sys broker_sys;
+typedef struct broker_worker broker_worker;
 
 /* ---- messages ---------------------------------------------------------------------------- */
 
@@ -112,9 +125,9 @@ struct broker_session {
      * allocated on first use). */
     uint8_t *qos2_in;
     uint32_t n_qos2_in;
-    tern_loop_timer expiry_timer;
+    broker_deadline expiry;   /* armed while offline with a finite expiry */
     broker_msg *pending_will; /* a 5.0 will waiting out its delay */
-    tern_loop_timer will_timer;
+    broker_deadline will_due;
 };
 
 /* ---- connections ------------------------------------------------------------------------- */
@@ -126,13 +139,14 @@ struct broker_conn {
     tern_loop_timer timer; /* CONNECT timeout, then keepalive */
     tern_loop_task free_task;
     tern_broker *broker;
+    broker_worker *w;         /* the worker (loop) that owns this connection, for its whole life */
     broker_conn *prev, *next; /* in the broker's list of open, then of closed connections */
     int fd;
     uint8_t state;
     uint8_t version; /* 0 until CONNECT */
     bool will_pending;
     bool writing; /* WRITE interest armed */
-    bool dirty;   /* on the broker's list of connections to flush this iteration */
+    bool dirty;   /* on its worker's list to flush (or, once CLOSED, to finish closing) */
     bool paused;  /* reading stopped: a CONNECT waits for the auth worker */
     bool auth_verdict_ready;
     int auth_verdict;        /* the auth worker's result for the parked CONNECT */
@@ -164,6 +178,7 @@ struct broker_conn {
     broker_msg *will;
     uint32_t will_delay_s;
     uint32_t n_pending;  /* completions outstanding (ingest sink, auth worker): c stays allocated */
+    bool finished;       /* CLOSED and its socket closed (on its own loop): may be freed */
     struct ssl_st *ssl;  /* TLS listeners only */
     bool tls_want_write; /* OpenSSL must write before it can read further */
     bool tls_identity_checked;
@@ -171,6 +186,19 @@ struct broker_conn {
 };
 
 /* ---- the broker -------------------------------------------------------------------------- */
+
+/* One loop of the broker and its thread (none for worker 0: the caller's loop). */
+struct broker_worker {
+    tern_broker *broker;
+    tern_loop *loop;
+    unsigned index;
+    pthread_t thread;
+    bool has_thread;
+    broker_conn *dirty;        /* under the lock: connections to flush or to finish closing */
+    bool wake_posted;          /* under the lock: a wake-up post is on its way to this loop */
+    tern_loop_task flush_task; /* the end-of-iteration flush (this loop's thread only) */
+    uint8_t scratch[65536];    /* every read of this loop lands here first (see conn.c) */
+};
 
 typedef struct broker_listener {
     tern_loop_io io;
@@ -182,7 +210,14 @@ typedef struct broker_listener {
 } broker_listener;
 
 struct tern_broker {
-    tern_loop *loop;
+    tern_loop *loop; /* worker 0's: listeners, $SYS, deadlines, the auth worker's results */
+    broker_worker **workers;
+    unsigned n_workers;
+    unsigned next_worker;  /* round robin of new connections (the listeners' loop only) */
+    pthread_mutex_t lock;  /* the broker lock (see the top of this file) */
+    broker_worker *holder; /* the worker whose thread holds the lock; NULL when free */
+    broker_deadlines deadlines;
+    tern_loop_timer deadline_tick;
     tern_broker_config cfg;
     char **listen_copy;
     char **tls_listen_copy;
@@ -199,8 +234,6 @@ struct tern_broker {
     tern_topic_tree *subs;      /* subscription index */
     struct broker_store *store; /* journal; NULL without a data directory */
     tern_topic_matches matches; /* reused by every routing */
-    broker_conn *dirty;         /* connections with output to flush */
-    tern_loop_task flush_task;
     struct ssl_ctx_st *tls_ctx;
     broker_auth_worker *auth_worker;       /* verifies passwords off the loop (auth_worker.c) */
     broker_sys *sys;                       /* $SYS topics and metrics (sys.c) */
@@ -210,14 +243,29 @@ struct tern_broker {
     const tern_broker_sink *sink;
     tern_token_bucket admission;
     uint64_t next_client_id;
+    bool started; /* tern_broker_new succeeded: the workers' loops are live */
     bool shutting_down;
     bool store_failed; /* the journal cannot be written: refuse everyone */
     tern_broker_stats stats;
-    uint8_t scratch[65536]; /* every connection reads into this first (see conn.c) */
 };
 
+/* broker_lock takes the broker lock on behalf of worker w (the calling thread's loop). */
+void broker_lock(tern_broker *b, broker_worker *w);
+void broker_unlock(tern_broker *b);
+/* broker_now_ms: the monotonic time of the loop running the caller (under the lock). */
+uint64_t broker_now_ms(const tern_broker *b);
+/* broker_worker_wake asks w to flush its dirty list: now, at the end of this iteration, when
+ * w is the caller's loop; otherwise by a post to w's loop. Under the lock. */
+void broker_worker_wake(tern_broker *b, broker_worker *w);
+/* broker_stats_snapshot: tern_broker_get_stats under the lock. */
+void broker_stats_snapshot(const tern_broker *b, tern_broker_stats *out);
+
 /* conn.c */
-void broker_conn_accept(tern_broker *b, int fd, bool tls);
+/* broker_conn_accept: a new connection on worker w (w's thread, under the lock). */
+void broker_conn_accept(tern_broker *b, broker_worker *w, int fd, bool tls);
+/* broker_worker_flush commits the journal, then flushes w's dirty connections and finishes
+ * closing the ones closed from other loops. w's thread, under the lock. */
+void broker_worker_flush(broker_worker *w);
 /* broker_conn_send appends a packet to the connection's output; 0 or TERN_ENOMEM. */
 int broker_conn_send(broker_conn *c, const tern_mqtt_packet *pkt);
 /* broker_conn_mark_dirty schedules a flush of c at the end of this loop iteration. */
@@ -225,7 +273,8 @@ void broker_conn_mark_dirty(broker_conn *c);
 /* broker_conn_flush writes what it can now and arms WRITE interest for the rest. */
 void broker_conn_flush(broker_conn *c);
 /* broker_conn_close closes c: reason >= 0x80 is sent in a 5.0 DISCONNECT first; the will is
- * published when will is true. Safe to call from any handler; c is freed later. */
+ * published when will is true. Safe to call from any handler on any loop: c is CLOSED (its
+ * session detached) at once; its socket is closed on its own loop, and c is freed later. */
 void broker_conn_close(broker_conn *c, uint8_t reason, bool will);
 void broker_conn_reset_keepalive(broker_conn *c);
 size_t broker_conn_out_pending(const broker_conn *c);
@@ -289,7 +338,8 @@ bool broker_security_may_publish(tern_broker *b, const char *client_id, const ch
 bool broker_security_may_subscribe(tern_broker *b, const char *client_id, const char *username,
     const uint8_t *filter, size_t filter_len);
 
-/* conn.c: free a closed connection whose last ingest completion arrived. */
+/* conn.c: free a closed connection whose last ingest completion arrived (c->finished; on c's
+ * loop, under the lock). */
 void broker_conn_release(broker_conn *c);
 
 /* retain.c: store (or, with an empty payload, clear) a retained message, journaled. */

@@ -27,10 +27,12 @@ static void conn_timer_cb(tern_loop_timer *t);
 static void conn_free_task(tern_loop_task *task)
 {
     broker_conn *c = task->data;
+    tern_broker *b = c->broker;
+    broker_lock(b, c->w);
     /* Completions (ingest, auth) still hold c: the last one frees it (broker_conn_release). */
-    if (c->n_pending)
-        return;
-    broker_conn_release(c);
+    if (!c->n_pending)
+        broker_conn_release(c);
+    broker_unlock(b);
 }
 
 void broker_conn_release(broker_conn *c)
@@ -63,7 +65,7 @@ void broker_conn_release(broker_conn *c)
     tern_free(c);
 }
 
-void broker_conn_accept(tern_broker *b, int fd, bool tls)
+void broker_conn_accept(tern_broker *b, broker_worker *w, int fd, bool tls)
 {
     broker_conn *c = tern_calloc(1, sizeof *c);
     if (!c) {
@@ -71,6 +73,7 @@ void broker_conn_accept(tern_broker *b, int fd, bool tls)
         return;
     }
     c->broker = b;
+    c->w = w;
     c->fd = fd;
     c->state = CONN_NEW;
     c->client_receive_max = 65535;
@@ -86,8 +89,8 @@ void broker_conn_accept(tern_broker *b, int fd, bool tls)
         tern_free(c);
         return;
     }
-    tern_loop_io_init(b->loop, &c->io, fd, conn_io_cb, c);
-    tern_loop_timer_init(b->loop, &c->timer, conn_timer_cb, c);
+    tern_loop_io_init(w->loop, &c->io, fd, conn_io_cb, c);
+    tern_loop_timer_init(w->loop, &c->timer, conn_timer_cb, c);
     if (tern_loop_io_start(&c->io, TERN_LOOP_READ) != 0) {
         broker_tls_detach(c);
         close(fd);
@@ -179,32 +182,51 @@ static void dirty_unlink(broker_conn *c)
     if (c->dirty_prev)
         c->dirty_prev->dirty_next = c->dirty_next;
     else
-        c->broker->dirty = c->dirty_next;
+        c->w->dirty = c->dirty_next;
     if (c->dirty_next)
         c->dirty_next->dirty_prev = c->dirty_prev;
     c->dirty = false;
     c->dirty_prev = c->dirty_next = NULL;
 }
 
+static void dirty_link(broker_conn *c)
+{
+    broker_worker *w = c->w;
+    c->dirty = true;
+    c->dirty_prev = NULL;
+    c->dirty_next = w->dirty;
+    if (w->dirty)
+        w->dirty->dirty_prev = c;
+    w->dirty = c;
+    broker_worker_wake(c->broker, w);
+}
+
+static void conn_finish_close(broker_conn *c);
+
 /*
  * The write barrier: the journal is committed (written and synced) before any output of this
- * iteration leaves, so no acknowledgement ever precedes the state it acknowledges.
+ * iteration leaves, so no acknowledgement ever precedes the state it acknowledges. Every
+ * worker commits before it flushes: whatever output it is about to send was queued, under the
+ * lock, after the journal records it depends on.
  */
-static void flush_dirty_task(tern_loop_task *task)
+void broker_worker_flush(broker_worker *w)
 {
-    tern_broker *b = task->data;
+    tern_broker *b = w->broker;
     if (broker_store_commit(b) != 0) {
         /* The broker can no longer keep its promises: stop acknowledging anything. */
-        tern_logf(TERN_LOG_ERROR, "broker", "journal failed: closing every connection");
+        if (!b->store_failed)
+            tern_logf(TERN_LOG_ERROR, "broker", "journal failed: closing every connection");
         b->store_failed = true;
         while (b->conns)
             broker_conn_close(b->conns, TERN_MQTT_RC_UNSPECIFIED, false);
-        return;
     }
-    while (b->dirty) {
-        broker_conn *c = b->dirty;
+    while (w->dirty) {
+        broker_conn *c = w->dirty;
         dirty_unlink(c);
-        broker_conn_flush(c);
+        if (c->state == CONN_CLOSED)
+            conn_finish_close(c); /* closed by another loop: its socket is this loop's */
+        else if (!b->store_failed)
+            broker_conn_flush(c);
     }
 }
 
@@ -212,14 +234,7 @@ void broker_conn_mark_dirty(broker_conn *c)
 {
     if (c->dirty || c->state == CONN_CLOSED)
         return;
-    tern_broker *b = c->broker;
-    c->dirty = true;
-    c->dirty_prev = NULL;
-    c->dirty_next = b->dirty;
-    if (b->dirty)
-        b->dirty->dirty_prev = c;
-    b->dirty = c;
-    tern_loop_defer(b->loop, &b->flush_task, flush_dirty_task, b);
+    dirty_link(c);
 }
 
 void broker_conn_reset_keepalive(broker_conn *c)
@@ -235,14 +250,17 @@ void broker_conn_reset_keepalive(broker_conn *c)
 static void conn_timer_cb(tern_loop_timer *t)
 {
     broker_conn *c = t->data;
+    tern_broker *b = c->broker;
+    broker_lock(b, c->w);
     if (c->state == CONN_NEW) {
         TERN_LOG_RATELIMITED(TERN_LOG_INFO, "broker", "%s: no CONNECT in time, closing", c->peer);
         broker_conn_close(c, 0, false);
-        return;
+    } else if (c->state == CONN_ACTIVE) {
+        TERN_LOG(TERN_LOG_DEBUG, "broker", "client '%s': keepalive timeout",
+            c->session ? c->session->client_id : "?");
+        broker_conn_close(c, TERN_MQTT_RC_KEEP_ALIVE_TIMEOUT, true);
     }
-    TERN_LOG(TERN_LOG_DEBUG, "broker", "client '%s': keepalive timeout",
-        c->session ? c->session->client_id : "?");
-    broker_conn_close(c, TERN_MQTT_RC_KEEP_ALIVE_TIMEOUT, true);
+    broker_unlock(b);
 }
 
 void broker_conn_close(broker_conn *c, uint8_t reason, bool will)
@@ -261,31 +279,18 @@ void broker_conn_close(broker_conn *c, uint8_t reason, bool will)
         d.u.disconnect.props.present = TERN_MQTT_PROP_BIT(TERN_MQTT_PROP_REASON_STRING);
         d.u.disconnect.props.reason_string.p = (const uint8_t *)why;
         d.u.disconnect.props.reason_string.len = (uint16_t)strlen(why);
-        if (broker_conn_send(c, &d) == 0)
-            (void)conn_write_now(c);
-    } else if (broker_conn_out_pending(c)) {
-        (void)conn_write_now(c); /* best effort: e.g. a CONNACK carrying a refusal */
+        (void)broker_conn_send(c, &d); /* written when the socket is closed, below or later */
     }
     c->state = CONN_CLOSED;
     dirty_unlink(c);
-    tern_loop_io_stop(&c->io);
-    tern_loop_timer_stop(&c->timer);
-    broker_tls_detach(c);
-    close(c->fd);
-    c->fd = -1;
     if (c->prev)
         c->prev->next = c->next;
     else
         b->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
+    c->prev = c->next = NULL;
     b->n_conns--;
-    /* Kept on the closed list until freed, so tern_broker_free can reach it. */
-    c->prev = NULL;
-    c->next = b->closed;
-    if (b->closed)
-        b->closed->prev = c;
-    b->closed = c;
     if (was_active) {
         b->stats.connections--;
         if (will && c->will)
@@ -297,7 +302,31 @@ void broker_conn_close(broker_conn *c, uint8_t reason, bool will)
             broker_session_detach(b, s);
         }
     }
-    tern_loop_defer(b->loop, &c->free_task, conn_free_task, c);
+    /* The socket, the timer and the I/O watcher belong to c's loop. */
+    if (c->w == b->holder)
+        conn_finish_close(c);
+    else
+        dirty_link(c);
+}
+
+/* The second half of closing, on c's own loop: last output, socket, watchers; free later. */
+static void conn_finish_close(broker_conn *c)
+{
+    tern_broker *b = c->broker;
+    if (broker_conn_out_pending(c))
+        (void)conn_write_now(c); /* best effort: a DISCONNECT, or a CONNACK carrying a refusal */
+    tern_loop_io_stop(&c->io);
+    tern_loop_timer_stop(&c->timer);
+    broker_tls_detach(c);
+    close(c->fd);
+    c->fd = -1;
+    /* Kept on the closed list until freed, so tern_broker_free can reach it. */
+    c->next = b->closed;
+    if (b->closed)
+        b->closed->prev = c;
+    b->closed = c;
+    c->finished = true;
+    tern_loop_defer(c->w->loop, &c->free_task, conn_free_task, c);
 }
 
 /*
@@ -408,66 +437,90 @@ void broker_conn_auth_done(broker_conn *c, int verdict)
 }
 
 /*
- * Reads go to the broker's shared scratch buffer; only the tail of a packet that has not fully
- * arrived is copied into the connection's own buffer. So an idle connection holds no input
- * buffer at all, which is most of the memory an idle connection would otherwise cost.
+ * Takes the result of one read (n bytes in the worker's scratch buffer, 0 for EOF, -1 with
+ * err). Under the lock. Returns true when another read may follow.
  */
-static void conn_read(broker_conn *c)
+static bool conn_input(broker_conn *c, ssize_t n, int err)
 {
     tern_broker *b = c->broker;
-    for (int i = 0; i < MAX_READS_PER_WAKE && c->state != CONN_CLOSED && !c->paused; i++) {
-        ssize_t n = broker_io_recv(c, b->scratch, sizeof b->scratch);
-        if (n == 0) {
-            broker_conn_close(c, 0, true); /* peer closed without DISCONNECT: will is sent */
-            return;
-        }
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                if (c->tls_want_write)
-                    set_write_interest(c, true);
-                break;
-            }
-            broker_conn_close(c, 0, true);
-            return;
-        }
-        b->stats.bytes_received += (uint64_t)n;
-        if (c->state == CONN_ACTIVE)
-            broker_conn_reset_keepalive(c);
-        const uint8_t *data = b->scratch;
-        size_t len = (size_t)n;
-        if (c->in.len) {
-            if (tern_buf_append(&c->in, b->scratch, len) != 0) {
-                broker_conn_close(c, TERN_MQTT_RC_IMPLEMENTATION_ERROR, true);
-                return;
-            }
-            data = c->in.data;
-            len = c->in.len;
-        }
-        long used = conn_process_input(c, data, len);
-        if (used < 0)
-            return;
-        if (data == c->in.data) {
-            tern_buf_consume(&c->in, (size_t)used);
-            if (c->in.len == 0)
-                tern_buf_free(&c->in);
-        } else if ((size_t)used < len
-            && tern_buf_append(&c->in, data + used, len - (size_t)used) != 0) {
-            broker_conn_close(c, TERN_MQTT_RC_IMPLEMENTATION_ERROR, true);
-            return;
-        }
-        if ((size_t)n < sizeof b->scratch && !broker_io_pending(c))
-            break;
+    uint8_t *scratch = c->w->scratch;
+    if (n == 0) {
+        broker_conn_close(c, 0, true); /* peer closed without DISCONNECT: will is sent */
+        return false;
     }
+    if (n < 0) {
+        if (err == EINTR)
+            return true;
+        if (err == EAGAIN || err == EWOULDBLOCK) {
+            if (c->tls_want_write)
+                set_write_interest(c, true);
+            return false;
+        }
+        broker_conn_close(c, 0, true);
+        return false;
+    }
+    b->stats.bytes_received += (uint64_t)n;
+    if (c->state == CONN_ACTIVE)
+        broker_conn_reset_keepalive(c);
+    const uint8_t *data = scratch;
+    size_t len = (size_t)n;
+    if (c->in.len) {
+        if (tern_buf_append(&c->in, scratch, len) != 0) {
+            broker_conn_close(c, TERN_MQTT_RC_IMPLEMENTATION_ERROR, true);
+            return false;
+        }
+        data = c->in.data;
+        len = c->in.len;
+    }
+    long used = conn_process_input(c, data, len);
+    if (used < 0)
+        return false;
+    if (data == c->in.data) {
+        tern_buf_consume(&c->in, (size_t)used);
+        if (c->in.len == 0)
+            tern_buf_free(&c->in);
+    } else if ((size_t)used < len
+        && tern_buf_append(&c->in, data + used, len - (size_t)used) != 0) {
+        broker_conn_close(c, TERN_MQTT_RC_IMPLEMENTATION_ERROR, true);
+        return false;
+    }
+    if ((size_t)n < sizeof c->w->scratch && !broker_io_pending(c))
+        return false;
+    return c->state != CONN_CLOSED && !c->paused;
 }
 
+/*
+ * Reads go to the worker's scratch buffer, outside the broker lock (a read needs only the
+ * socket, which is this loop's); only the tail of a packet that has not fully arrived is copied
+ * into the connection's own buffer. So an idle connection holds no input buffer at all, which
+ * is most of the memory an idle connection would otherwise cost. Handling what was read takes
+ * the lock.
+ */
 static void conn_io_cb(tern_loop_io *io, unsigned events)
 {
     broker_conn *c = io->data;
+    broker_worker *w = c->w;
+    tern_broker *b = c->broker;
     /* A TLS connection may be waiting to write before it can read (tls_want_write). */
-    if ((events & (TERN_LOOP_READ | TERN_LOOP_ERROR)) || (c->ssl && (events & TERN_LOOP_WRITE)))
-        conn_read(c);
-    if (c->state != CONN_CLOSED)
-        broker_conn_mark_dirty(c);
+    bool reading
+        = (events & (TERN_LOOP_READ | TERN_LOOP_ERROR)) || (c->ssl && (events & TERN_LOOP_WRITE));
+    for (int i = 0;; i++) {
+        ssize_t n = 0;
+        int err = 0;
+        if (reading && !c->paused) {
+            n = broker_io_recv(c, w->scratch, sizeof w->scratch);
+            err = n < 0 ? errno : 0;
+        }
+        broker_lock(b, w);
+        bool again = false;
+        if (c->state != CONN_CLOSED) {
+            if (reading && !c->paused)
+                again = conn_input(c, n, err) && i + 1 < MAX_READS_PER_WAKE;
+            if (!again && c->state != CONN_CLOSED)
+                broker_conn_mark_dirty(c);
+        }
+        broker_unlock(b);
+        if (!again)
+            return;
+    }
 }

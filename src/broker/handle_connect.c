@@ -50,7 +50,7 @@ static int make_will(broker_conn *c, const tern_mqtt_connect *p, const char *cli
     will.payload = p->will_payload.p;
     will.payload_len = p->will_payload.len;
     will.props = p->will_props;
-    broker_msg *m = broker_msg_new(&will, client_id, tern_loop_now_ms(c->broker->loop));
+    broker_msg *m = broker_msg_new(&will, client_id, broker_now_ms(c->broker));
     if (!m)
         return TERN_ENOMEM;
     c->will = m;
@@ -150,7 +150,7 @@ int broker_handle_connect(broker_conn *c, const tern_mqtt_connect *p)
     }
     if (s) {
         session_present = true;
-        tern_loop_timer_stop(&s->expiry_timer);
+        broker_deadline_disarm(&b->deadlines, &s->expiry);
         broker_will_cancel(s);
     } else if (broker_session_create(b, client_id, &s) != 0) {
         return refuse(c, TERN_MQTT_RC_SERVER_UNAVAILABLE);

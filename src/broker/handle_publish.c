@@ -62,6 +62,7 @@ void tern_broker_ingest_done(tern_broker *b, void *token, int status)
     if (!w)
         return;
     broker_conn *c = w->conn;
+    broker_lock(b, c->w);
     c->n_pending--;
     if (status != 0)
         b->stats.ingest_failed++;
@@ -78,9 +79,10 @@ void tern_broker_ingest_done(tern_broker *b, void *token, int status)
         } else {
             broker_conn_mark_dirty(c);
         }
-    } else if (c->n_pending == 0) {
+    } else if (c->n_pending == 0 && c->finished) {
         broker_conn_release(c);
     }
+    broker_unlock(b);
     tern_free(w);
 }
 
@@ -167,7 +169,7 @@ int broker_handle_publish(broker_conn *c, const tern_mqtt_publish *p)
 
     tern_mqtt_publish routed = *p;
     routed.topic = topic;
-    broker_msg *m = broker_msg_new(&routed, s->client_id, tern_loop_now_ms(b->loop));
+    broker_msg *m = broker_msg_new(&routed, s->client_id, broker_now_ms(b));
     if (!m)
         return TERN_MQTT_RC_IMPLEMENTATION_ERROR;
     if (m->retain)
@@ -185,6 +187,7 @@ int broker_handle_publish(broker_conn *c, const tern_mqtt_publish *p)
             .payload_len = p->payload_len,
             .qos = p->qos,
             .arrival_ms = (uint64_t)tern_clock_now_ms(),
+            .loop = c->w->loop,
         };
         ingest_wait *w = NULL;
         if (p->qos > 0) {

@@ -9,10 +9,10 @@
  *   ts      = the arrival time at the broker (ms); event time lives in the payload
  *   headers = "topic" (the MQTT topic), "client_id", "qos"
  *
- * The log completes appends on its own I/O thread; completions cross back to the broker's loop
- * with tern_loop_post, where tern_broker_ingest_done acknowledges the QoS 1/2 publish. A QoS 0
- * publish is appended without a completion (best effort). When the log refuses (disk budget:
- * TERN_EQUOTA) the broker sheds QoS 0 and refuses QoS 1/2 with reason 0x97.
+ * The log completes appends on its own I/O thread; completions cross back to the loop of the
+ * publishing connection (rec->loop) with tern_loop_post, where tern_broker_ingest_done acknowledges
+ * the QoS 1/2 publish. A QoS 0 publish is appended without a completion (best effort). When the log
+ * refuses (disk budget: TERN_EQUOTA) the broker sheds QoS 0 and refuses QoS 1/2 with reason 0x97.
  */
 #include "broker/log_sink.h"
 
@@ -34,6 +34,7 @@ struct tern_broker_log_sink {
 
 typedef struct completion {
     tern_broker_log_sink *ls;
+    tern_loop *loop; /* the broker loop of the publishing connection */
     void *token;
     int status;
 } completion;
@@ -53,7 +54,7 @@ static void on_appended(void *opaque, int status, uint32_t partition, int64_t of
     (void)offset;
     completion *c = opaque;
     c->status = status;
-    if (tern_loop_post(c->ls->loop, on_loop, c) != 0) {
+    if (tern_loop_post(c->loop, on_loop, c) != 0) {
         /* Cannot reach the loop (out of memory): the publish stays unacknowledged, so the
          * client will send it again; nothing is claimed that is not true. */
         TERN_LOG_RATELIMITED(TERN_LOG_ERROR, "broker", "log completion lost: out of memory");
@@ -112,6 +113,7 @@ static int submit(void *ctx, const tern_broker_ingest *rec, void *token)
         if (!c)
             return TERN_ENOMEM;
         c->ls = ls;
+        c->loop = rec->loop ? rec->loop : ls->loop;
         c->token = token;
         c->status = 0;
     }

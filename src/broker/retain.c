@@ -86,7 +86,7 @@ static int send_one(void *ctx, void *msg)
 {
     send_ctx *sc = ctx;
     broker_msg *m = msg;
-    if (broker_msg_expired(m, tern_loop_now_ms(sc->b->loop)))
+    if (broker_msg_expired(m, broker_now_ms(sc->b)))
         return 0;
     uint8_t qos = m->qos < sc->granted_qos ? m->qos : sc->granted_qos;
     /* Retained messages sent because of a new subscription carry RETAIN = 1 (MQTT-3.3.1-8). */

@@ -53,9 +53,9 @@ static int grow_table(tern_broker *b)
     return 0;
 }
 
-static void expiry_cb(tern_loop_timer *t)
+static void expiry_cb(broker_deadline *d)
 {
-    broker_session *s = t->data;
+    broker_session *s = d->data;
     TERN_LOG(TERN_LOG_DEBUG, "broker", "session '%s' expired", s->client_id);
     broker_session_destroy(s->broker, s);
 }
@@ -75,7 +75,6 @@ int broker_session_create(tern_broker *b, const char *client_id, broker_session 
     s->broker = b;
     s->subscriber.ctx = s;
     s->next_packet_id = 1;
-    tern_loop_timer_init(b->loop, &s->expiry_timer, expiry_cb, s);
     uint32_t k = bucket_of(b, client_id);
     s->hash_next = b->sessions[k];
     b->sessions[k] = s;
@@ -121,7 +120,7 @@ void broker_session_destroy(tern_broker *b, broker_session *s)
     broker_will_session_end(b, s);
     tern_topic_tree_remove_all(b->subs, &s->subscriber);
     b->stats.subscriptions = tern_topic_tree_count(b->subs);
-    tern_loop_timer_stop(&s->expiry_timer);
+    broker_deadline_disarm(&b->deadlines, &s->expiry);
     broker_out *o = s->out_head;
     while (o) {
         broker_out *next = o->next;
@@ -139,9 +138,13 @@ void broker_session_detach(tern_broker *b, broker_session *s)
         broker_session_destroy(b, s);
         return;
     }
-    s->offline_since_ms = tern_loop_now_ms(b->loop);
-    if (s->expiry_s != UINT32_MAX)
-        tern_loop_timer_start(&s->expiry_timer, (uint64_t)s->expiry_s * 1000u, 0);
+    s->offline_since_ms = broker_now_ms(b);
+    if (s->expiry_s != UINT32_MAX
+        && broker_deadline_arm(&b->deadlines, &s->expiry,
+               s->offline_since_ms + (uint64_t)s->expiry_s * 1000u, expiry_cb, s)
+            != 0)
+        TERN_LOG_RATELIMITED(TERN_LOG_ERROR, "broker",
+            "session '%s': out of memory arming its expiry; kept until a restart", s->client_id);
 }
 
 void broker_session_free_all(tern_broker *b)
@@ -236,7 +239,7 @@ static int send_publish(tern_broker *b, broker_conn *c, const broker_msg *m, uin
             pr->payload_format = m->payload_format;
         }
         if (m->has_expiry) {
-            uint64_t now = tern_loop_now_ms(b->loop);
+            uint64_t now = broker_now_ms(b);
             uint64_t left_ms = m->expire_at_ms > now ? m->expire_at_ms - now : 0;
             pr->present |= TERN_MQTT_PROP_BIT(TERN_MQTT_PROP_MESSAGE_EXPIRY);
             pr->message_expiry_s = (uint32_t)((left_ms + 999) / 1000);
@@ -317,7 +320,7 @@ void broker_session_pump(tern_broker *b, broker_session *s)
     if (!s->conn || s->conn->state != CONN_ACTIVE)
         return;
     uint32_t window = window_of(b, s);
-    uint64_t now = tern_loop_now_ms(b->loop);
+    uint64_t now = broker_now_ms(b);
     broker_out *o = s->out_head;
     while (o && o->state != OUT_QUEUED)
         o = o->next;

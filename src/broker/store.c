@@ -113,7 +113,7 @@ static uint64_t wall_deadline_ms(tern_broker *b, const broker_msg *m)
 {
     if (!m->has_expiry)
         return 0;
-    uint64_t now_mono = tern_loop_now_ms(b->loop);
+    uint64_t now_mono = broker_now_ms(b);
     uint64_t left = m->expire_at_ms > now_mono ? m->expire_at_ms - now_mono : 0;
     return (uint64_t)tern_clock_now_ms() + left;
 }
@@ -621,7 +621,7 @@ static int replay_msg(replay *rp, tern_reader *r)
     size_t plen = publisher.len < sizeof pid - 1 ? publisher.len : sizeof pid - 1;
     memcpy(pid, publisher.p, plen);
     pid[plen] = '\0';
-    broker_msg *m = broker_msg_new(&pub, pid, tern_loop_now_ms(b->loop));
+    broker_msg *m = broker_msg_new(&pub, pid, broker_now_ms(b));
     if (!m)
         return TERN_ENOMEM;
     m->store_id = id;

@@ -89,7 +89,7 @@ static void publish_sys(tern_broker *b, const char *suffix, const char *value)
     pub.topic.len = (uint16_t)strlen(topic);
     pub.payload = (const uint8_t *)value;
     pub.payload_len = strlen(value);
-    broker_msg *m = broker_msg_new(&pub, "", tern_loop_now_ms(b->loop));
+    broker_msg *m = broker_msg_new(&pub, "", broker_now_ms(b));
     if (!m)
         return;
     /* Kept as retained for new subscribers, never journaled: it is rebuilt at every start. */
@@ -102,8 +102,9 @@ static void tick(tern_loop_timer *t)
 {
     broker_sys *sys = t->data;
     tern_broker *b = sys->broker;
+    broker_lock(b, b->workers[0]);
     tern_broker_stats st;
-    tern_broker_get_stats(b, &st);
+    broker_stats_snapshot(b, &st);
     for (size_t i = 0; i < N_FIGURES; i++) {
         uint64_t v = figure_value(&st, i);
         if (!sys->handles[i])
@@ -116,7 +117,7 @@ static void tick(tern_loop_timer *t)
             tern_metrics_gauge_set(sys->handles[i], (int64_t)v);
         }
     }
-    uint64_t now = tern_loop_now_ms(b->loop);
+    uint64_t now = broker_now_ms(b);
     if (b->cfg.sys_interval_ms && now >= sys->next_sys_ms) {
         sys->next_sys_ms = now + b->cfg.sys_interval_ms;
         char value[32];
@@ -128,6 +129,7 @@ static void tick(tern_loop_timer *t)
         publish_sys(b, "uptime", value);
         publish_sys(b, "version", "tern " TERN_BROKER_VERSION);
     }
+    broker_unlock(b);
 }
 
 int broker_sys_start(tern_broker *b)
@@ -136,7 +138,7 @@ int broker_sys_start(tern_broker *b)
     if (!sys)
         return TERN_ENOMEM;
     sys->broker = b;
-    sys->started_ms = tern_loop_now_ms(b->loop);
+    sys->started_ms = broker_now_ms(b);
     tern_metrics *reg = b->cfg.metrics;
     for (size_t i = 0; i < N_FIGURES; i++) {
         int rc = figures[i].counter

@@ -39,6 +39,7 @@ static void ingest_will(tern_broker *b, broker_msg *m)
         .qos = m->qos,
         .arrival_ms = (uint64_t)tern_clock_now_ms(),
         .will = true,
+        .loop = b->holder ? b->holder->loop : b->loop, /* no completion is asked for */
     };
     b->stats.ingest_submitted++;
     if (b->sink->submit(b->sink->ctx, &rec, NULL) != 0)
@@ -51,9 +52,9 @@ static void publish_will(tern_broker *b, broker_msg *m)
     ingest_will(b, m);
 }
 
-static void will_timer_cb(tern_loop_timer *t)
+static void will_timer_cb(broker_deadline *d)
 {
-    broker_session *s = t->data;
+    broker_session *s = d->data;
     broker_msg *m = s->pending_will;
     s->pending_will = NULL;
     if (m) {
@@ -76,16 +77,21 @@ void broker_will_publish(tern_broker *b, broker_conn *c)
     /* Held by the session; sent when the delay or the session ends, whichever is first. */
     uint32_t delay_s = c->will_delay_s < s->expiry_s ? c->will_delay_s : s->expiry_s;
     broker_will_cancel(s);
+    if (broker_deadline_arm(&b->deadlines, &s->will_due,
+            broker_now_ms(b) + (uint64_t)delay_s * 1000u, will_timer_cb, s)
+        != 0) {
+        publish_will(b, m); /* cannot wait: send it now rather than never */
+        broker_msg_unref(m);
+        return;
+    }
     s->pending_will = m;
-    tern_loop_timer_init(b->loop, &s->will_timer, will_timer_cb, s);
-    tern_loop_timer_start(&s->will_timer, (uint64_t)delay_s * 1000u, 0);
 }
 
 void broker_will_cancel(broker_session *s)
 {
     if (!s->pending_will)
         return;
-    tern_loop_timer_stop(&s->will_timer);
+    broker_deadline_disarm(&s->broker->deadlines, &s->will_due);
     broker_msg_unref(s->pending_will);
     s->pending_will = NULL;
 }
@@ -94,7 +100,7 @@ void broker_will_session_end(tern_broker *b, broker_session *s)
 {
     if (!s->pending_will)
         return;
-    tern_loop_timer_stop(&s->will_timer);
+    broker_deadline_disarm(&b->deadlines, &s->will_due);
     broker_msg *m = s->pending_will;
     s->pending_will = NULL;
     publish_will(b, m);
@@ -115,10 +121,14 @@ int tern_broker_publish(
     pub.topic.len = (uint16_t)tl;
     pub.payload = payload;
     pub.payload_len = len;
-    broker_msg *m = broker_msg_new(&pub, "", tern_loop_now_ms(b->loop));
-    if (!m)
-        return TERN_ENOMEM;
-    publish_now(b, m);
-    broker_msg_unref(m);
-    return 0;
+    int rc = TERN_ENOMEM;
+    broker_lock(b, b->workers[0]);
+    broker_msg *m = broker_msg_new(&pub, "", broker_now_ms(b));
+    if (m) {
+        publish_now(b, m);
+        broker_msg_unref(m);
+        rc = 0;
+    }
+    broker_unlock(b);
+    return rc;
 }
