@@ -208,7 +208,10 @@ static void deadline_tick_cb(tern_loop_timer *t)
 {
     tern_broker *b = t->data;
     broker_lock(b, b->workers[0]);
-    broker_deadline_fire_due(&b->deadlines, tern_loop_now_ms(b->loop));
+    uint64_t now = tern_loop_now_ms(b->loop);
+    broker_deadline_fire_due(&b->deadlines, now);
+    if (b->throttled && now - b->throttled_since_ms >= BROKER_THROTTLE_MAX_MS)
+        broker_conn_unthrottle_all(b); /* push-back is bounded in time (conn.c) */
     broker_unlock(b);
 }
 

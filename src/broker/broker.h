@@ -148,9 +148,10 @@ typedef struct tern_broker_stats {
     uint64_t msgs_sent;         /* PUBLISH packets sent */
     uint64_t bytes_received;
     uint64_t bytes_sent;
-    uint64_t protocol_errors;    /* connections closed for malformed input or protocol errors */
-    uint64_t dropped_qos0;       /* QoS 0 messages dropped (slow consumer / full queue) */
-    uint64_t dropped_queue_full; /* QoS 1/2 messages dropped because a session queue was full */
+    uint64_t protocol_errors;      /* connections closed for malformed input or protocol errors */
+    uint64_t dropped_qos0;         /* QoS 0 messages dropped (slow consumer / full queue) */
+    uint64_t dropped_queue_full;   /* QoS 1/2 messages dropped because a session queue was full */
+    uint64_t publishers_throttled; /* times a publisher was paused by a full subscriber queue */
     uint64_t ingest_submitted;
     uint64_t ingest_failed;
 } tern_broker_stats;

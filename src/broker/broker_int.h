@@ -128,6 +128,7 @@ struct broker_session {
     broker_deadline expiry;   /* armed while offline with a finite expiry */
     broker_msg *pending_will; /* a 5.0 will waiting out its delay */
     broker_deadline will_due;
+    bool pressured; /* a publisher is throttled because this session's queue was full */
 };
 
 /* ---- connections ------------------------------------------------------------------------- */
@@ -145,9 +146,12 @@ struct broker_conn {
     uint8_t state;
     uint8_t version; /* 0 until CONNECT */
     bool will_pending;
-    bool writing; /* WRITE interest armed */
-    bool dirty;   /* on its worker's list to flush (or, once CLOSED, to finish closing) */
-    bool paused;  /* reading stopped: a CONNECT waits for the auth worker */
+    bool writing;   /* WRITE interest armed */
+    bool dirty;     /* on its worker's list to flush (or, once CLOSED, to finish closing) */
+    bool paused;    /* reading stopped: a CONNECT waits for the auth worker */
+    bool throttled; /* reading stopped: its QoS 1/2 publishes meet a full subscriber queue */
+    bool resume;    /* throttled, to be resumed by its own loop's next flush */
+    broker_conn *throttle_prev, *throttle_next; /* in the broker's list of throttled ones */
     bool auth_verdict_ready;
     int auth_verdict;        /* the auth worker's result for the parked CONNECT */
     uint8_t *parked_connect; /* bytes of the CONNECT being verified */
@@ -155,6 +159,7 @@ struct broker_conn {
     const uint8_t *cur_packet; /* bytes of the packet being handled (borrowed) */
     size_t cur_packet_len;
     broker_conn *dirty_prev, *dirty_next;
+    broker_worker *dirty_on; /* whose dirty list c is on (while dirty) */
     uint16_t keepalive_s;
     char peer[48];
     tern_buf in;
@@ -194,8 +199,8 @@ struct broker_worker {
     unsigned index;
     pthread_t thread;
     bool has_thread;
-    broker_conn *dirty;        /* under the lock: connections to flush or to finish closing */
-    bool wake_posted;          /* under the lock: a wake-up post is on its way to this loop */
+    broker_conn *dirty; /* under the lock: connections this loop flushes, or closes (its own) */
+    bool wake_posted;   /* under the lock: a wake-up post is on its way to this loop */
     tern_loop_task flush_task; /* the end-of-iteration flush (this loop's thread only) */
     uint8_t scratch[65536];    /* every read of this loop lands here first (see conn.c) */
 };
@@ -225,8 +230,11 @@ struct tern_broker {
     size_t *ingest_len; /* ingest_copy[i]'s length: matched against every publish */
     broker_listener *listeners;
     size_t n_listeners;
-    broker_conn *conns;  /* open connections */
-    broker_conn *closed; /* closed, waiting for their deferred free */
+    broker_conn *conns;          /* open connections */
+    broker_conn *closed;         /* closed, waiting for their deferred free */
+    broker_conn *throttled;      /* publishers paused by full subscriber queues (see session.c) */
+    broker_conn *origin;         /* the connection whose publish is being routed; NULL otherwise */
+    uint64_t throttled_since_ms; /* when the throttled list last became non-empty */
     uint32_t n_conns;
     broker_session **sessions; /* hash table by client id */
     uint32_t n_session_buckets;
@@ -270,6 +278,12 @@ void broker_worker_flush(broker_worker *w);
 int broker_conn_send(broker_conn *c, const tern_mqtt_packet *pkt);
 /* broker_conn_mark_dirty schedules a flush of c at the end of this loop iteration. */
 void broker_conn_mark_dirty(broker_conn *c);
+/* broker_conn_throttle stops reading from c (the publisher being handled, on its own loop)
+ * until broker_conn_unthrottle_all; broker_conn_unthrottle_all resumes every throttled
+ * publisher, each on its own loop. Under the lock. */
+#define BROKER_THROTTLE_MAX_MS 1000
+void broker_conn_throttle(broker_conn *c);
+void broker_conn_unthrottle_all(tern_broker *b);
 /* broker_conn_flush writes what it can now and arms WRITE interest for the rest. */
 void broker_conn_flush(broker_conn *c);
 /* broker_conn_close closes c: reason >= 0x80 is sent in a 5.0 DISCONNECT first; the will is

@@ -126,7 +126,8 @@ static void update_interest(broker_conn *c)
 {
     if (c->state == CONN_CLOSED)
         return;
-    unsigned ev = (c->paused ? 0u : TERN_LOOP_READ) | (c->writing ? TERN_LOOP_WRITE : 0u);
+    unsigned ev
+        = (c->paused || c->throttled ? 0u : TERN_LOOP_READ) | (c->writing ? TERN_LOOP_WRITE : 0u);
     if (ev == 0)
         tern_loop_io_stop(&c->io);
     else
@@ -141,9 +142,19 @@ static void set_write_interest(broker_conn *c, bool on)
     update_interest(c);
 }
 
-/* Returns 0, or -1 when the socket failed (the caller closes). */
+static void dirty_link(broker_conn *c, broker_worker *w);
+
+/*
+ * Returns 0, or -1 when the socket failed (the caller closes). Under the lock, on any loop for
+ * a plain TCP connection whose socket is not full (see broker_conn_mark_dirty); a full socket
+ * needs WRITE interest, which only c's own loop can arm, so c is handed to it.
+ */
 static int conn_write_now(broker_conn *c)
 {
+    if (c->w != c->broker->holder && (c->ssl || c->writing)) {
+        dirty_link(c, c->w);
+        return 0;
+    }
     while (c->out_off < c->out.len) {
         ssize_t n = broker_io_send(c, c->out.data + c->out_off, c->out.len - c->out_off);
         if (n > 0) {
@@ -153,7 +164,10 @@ static int conn_write_now(broker_conn *c)
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            set_write_interest(c, true);
+            if (c->w == c->broker->holder)
+                set_write_interest(c, true);
+            else
+                dirty_link(c, c->w); /* its own loop arms WRITE interest */
             return 0;
         }
         return -1;
@@ -182,17 +196,21 @@ static void dirty_unlink(broker_conn *c)
     if (c->dirty_prev)
         c->dirty_prev->dirty_next = c->dirty_next;
     else
-        c->w->dirty = c->dirty_next;
+        c->dirty_on->dirty = c->dirty_next;
     if (c->dirty_next)
         c->dirty_next->dirty_prev = c->dirty_prev;
     c->dirty = false;
     c->dirty_prev = c->dirty_next = NULL;
 }
 
-static void dirty_link(broker_conn *c)
+/* Puts c on w's list (off any other first) and makes sure w flushes it soon. */
+static void dirty_link(broker_conn *c, broker_worker *w)
 {
-    broker_worker *w = c->w;
+    if (c->dirty && c->dirty_on == w)
+        return;
+    dirty_unlink(c);
     c->dirty = true;
+    c->dirty_on = w;
     c->dirty_prev = NULL;
     c->dirty_next = w->dirty;
     if (w->dirty)
@@ -202,6 +220,8 @@ static void dirty_link(broker_conn *c)
 }
 
 static void conn_finish_close(broker_conn *c);
+static void conn_resume(broker_conn *c);
+static long conn_process_input(broker_conn *c, const uint8_t *data, size_t len);
 
 /*
  * The write barrier: the journal is committed (written and synced) before any output of this
@@ -223,18 +243,34 @@ void broker_worker_flush(broker_worker *w)
     while (w->dirty) {
         broker_conn *c = w->dirty;
         dirty_unlink(c);
-        if (c->state == CONN_CLOSED)
+        if (c->state == CONN_CLOSED) {
             conn_finish_close(c); /* closed by another loop: its socket is this loop's */
-        else if (!b->store_failed)
+            continue;
+        }
+        if (c->resume)
+            conn_resume(c);
+        if (c->state != CONN_CLOSED && !b->store_failed)
             broker_conn_flush(c);
     }
 }
 
+/*
+ * A plain TCP connection is flushed by the loop that queued its output, at the end of that
+ * loop's iteration: sending on a socket needs no more than the lock (which keeps the socket
+ * open), and waking the owning loop for it would cost a post and a thread wake-up per message.
+ * TLS connections (OpenSSL reads outside the lock on the owning loop), connections waiting
+ * for WRITE readiness, and connections whose own loop is about to flush anyway are flushed by
+ * their own loop.
+ */
 void broker_conn_mark_dirty(broker_conn *c)
 {
     if (c->dirty || c->state == CONN_CLOSED)
         return;
-    dirty_link(c);
+    tern_broker *b = c->broker;
+    /* A non-empty list means a flush of that loop is already due (every link wakes it, and a
+     * flush empties the list): joining it costs nothing and sends c's output once. */
+    bool own = c->ssl || c->writing || !b->holder || c->w->dirty;
+    dirty_link(c, own ? c->w : b->holder);
 }
 
 void broker_conn_reset_keepalive(broker_conn *c)
@@ -263,6 +299,74 @@ static void conn_timer_cb(tern_loop_timer *t)
     broker_unlock(b);
 }
 
+/* ---- push-back ----------------------------------------------------------------------------
+ * A QoS 1/2 publish that meets an online subscriber's full queue is queued all the same (it will
+ * be acknowledged: it must not be dropped) and its publisher stops being read: no more PUBACKs
+ * until that queue drains to half, and TCP pushes back on the client. At most one message per
+ * publisher goes past a queue's bound each time. So that one subscriber that never acknowledges
+ * cannot stall every publisher, the throttled resume after BROKER_THROTTLE_MAX_MS at the latest,
+ * and a queue at twice its bound drops (counted) instead of pushing back (session.c). */
+
+static void throttle_unlink(broker_conn *c)
+{
+    if (!c->throttled)
+        return;
+    tern_broker *b = c->broker;
+    if (c->throttle_prev)
+        c->throttle_prev->throttle_next = c->throttle_next;
+    else
+        b->throttled = c->throttle_next;
+    if (c->throttle_next)
+        c->throttle_next->throttle_prev = c->throttle_prev;
+    c->throttle_prev = c->throttle_next = NULL;
+    c->throttled = false;
+    c->resume = false;
+}
+
+void broker_conn_throttle(broker_conn *c)
+{
+    tern_broker *b = c->broker;
+    TERN_ASSERT(c->w == b->holder);
+    if (c->throttled || c->state == CONN_CLOSED)
+        return;
+    c->throttled = true;
+    if (!b->throttled)
+        b->throttled_since_ms = broker_now_ms(b);
+    c->throttle_prev = NULL;
+    c->throttle_next = b->throttled;
+    if (b->throttled)
+        b->throttled->throttle_prev = c;
+    b->throttled = c;
+    b->stats.publishers_throttled++;
+    update_interest(c);
+}
+
+void broker_conn_unthrottle_all(tern_broker *b)
+{
+    b->throttled_since_ms = broker_now_ms(b);
+    for (broker_conn *c = b->throttled; c; c = c->throttle_next) {
+        if (c->resume)
+            continue;
+        c->resume = true;
+        dirty_link(c, c->w); /* its own loop resumes it (interest, buffered input) */
+    }
+}
+
+/* On c's own loop: read again, and handle what was read before it stopped. */
+static void conn_resume(broker_conn *c)
+{
+    throttle_unlink(c);
+    update_interest(c);
+    if (c->in.len && !c->paused) {
+        long n = conn_process_input(c, c->in.data, c->in.len);
+        if (n < 0)
+            return;
+        tern_buf_consume(&c->in, (size_t)n);
+        if (c->in.len == 0)
+            tern_buf_free(&c->in);
+    }
+}
+
 void broker_conn_close(broker_conn *c, uint8_t reason, bool will)
 {
     tern_broker *b = c->broker;
@@ -283,6 +387,7 @@ void broker_conn_close(broker_conn *c, uint8_t reason, bool will)
     }
     c->state = CONN_CLOSED;
     dirty_unlink(c);
+    throttle_unlink(c);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -306,7 +411,7 @@ void broker_conn_close(broker_conn *c, uint8_t reason, bool will)
     if (c->w == b->holder)
         conn_finish_close(c);
     else
-        dirty_link(c);
+        dirty_link(c, c->w);
 }
 
 /* The second half of closing, on c's own loop: last output, socket, watchers; free later. */
@@ -337,7 +442,7 @@ static long conn_process_input(broker_conn *c, const uint8_t *data, size_t len)
 {
     tern_broker *b = c->broker;
     size_t off = 0;
-    while (c->state != CONN_CLOSED && !c->paused && off < len) {
+    while (c->state != CONN_CLOSED && !c->paused && !c->throttled && off < len) {
         size_t packet_len = 0;
         int rc = tern_mqtt_frame(data + off, len - off, b->cfg.max_packet_bytes, &packet_len);
         if (rc == TERN_EPARTIAL)
@@ -486,7 +591,7 @@ static bool conn_input(broker_conn *c, ssize_t n, int err)
     }
     if ((size_t)n < sizeof c->w->scratch && !broker_io_pending(c))
         return false;
-    return c->state != CONN_CLOSED && !c->paused;
+    return c->state != CONN_CLOSED && !c->paused && !c->throttled;
 }
 
 /*
@@ -507,14 +612,14 @@ static void conn_io_cb(tern_loop_io *io, unsigned events)
     for (int i = 0;; i++) {
         ssize_t n = 0;
         int err = 0;
-        if (reading && !c->paused) {
+        if (reading && !c->paused && !c->throttled) {
             n = broker_io_recv(c, w->scratch, sizeof w->scratch);
             err = n < 0 ? errno : 0;
         }
         broker_lock(b, w);
         bool again = false;
         if (c->state != CONN_CLOSED) {
-            if (reading && !c->paused)
+            if (reading && !c->paused && !c->throttled)
                 again = conn_input(c, n, err) && i + 1 < MAX_READS_PER_WAKE;
             if (!again && c->state != CONN_CLOSED)
                 broker_conn_mark_dirty(c);

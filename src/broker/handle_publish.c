@@ -174,7 +174,9 @@ int broker_handle_publish(broker_conn *c, const tern_mqtt_publish *p)
         return TERN_MQTT_RC_IMPLEMENTATION_ERROR;
     if (m->retain)
         broker_retain(b, m);
+    b->origin = c; /* a full subscriber queue throttles c (push-back, conn.c) */
     broker_route(b, m, s);
+    b->origin = NULL;
     broker_msg_unref(m);
 
     /* Ingest: hand telemetry to the sink; acknowledge QoS 1/2 only once it is stored. */

@@ -16,6 +16,8 @@
 
 #include <string.h>
 
+static void release_pressure(tern_broker *b, broker_session *s);
+
 static uint32_t bucket_of(const tern_broker *b, const char *client_id)
 {
     return (uint32_t)(tern_hash64(client_id, strlen(client_id), 0) % b->n_session_buckets);
@@ -116,6 +118,8 @@ void broker_session_destroy(tern_broker *b, broker_session *s)
         *pp = s->hash_next;
     b->n_sessions--;
     b->stats.sessions = b->n_sessions;
+    if (s->pressured)
+        release_pressure(b, s);
     broker_store_session_del(b, s);
     broker_will_session_end(b, s);
     tern_topic_tree_remove_all(b->subs, &s->subscriber);
@@ -134,6 +138,8 @@ void broker_session_destroy(tern_broker *b, broker_session *s)
 
 void broker_session_detach(tern_broker *b, broker_session *s)
 {
+    if (s->pressured)
+        release_pressure(b, s); /* it will not drain while offline */
     if (s->clean || s->expiry_s == 0) {
         broker_session_destroy(b, s);
         return;
@@ -315,6 +321,13 @@ static void send_out(tern_broker *b, broker_session *s, broker_out *o, bool dup)
     }
 }
 
+/* The publishers throttled by s's full queue may go on (conn.c, push-back). */
+static void release_pressure(tern_broker *b, broker_session *s)
+{
+    s->pressured = false;
+    broker_conn_unthrottle_all(b);
+}
+
 void broker_session_pump(tern_broker *b, broker_session *s)
 {
     if (!s->conn || s->conn->state != CONN_ACTIVE)
@@ -340,6 +353,8 @@ void broker_session_pump(tern_broker *b, broker_session *s)
         }
         o = next;
     }
+    if (s->pressured && s->n_queued <= b->cfg.max_queued / 2)
+        release_pressure(b, s);
 }
 
 void broker_session_resend(tern_broker *b, broker_session *s)
@@ -381,6 +396,15 @@ void broker_session_deliver(tern_broker *b, broker_session *s, broker_msg *m, ui
     if (!online && s->clean)
         return;
     if (s->n_queued >= b->cfg.max_queued && !drop_one_qos0(b, s)) {
+        /* Push back on the publisher rather than drop what it will be acknowledged for, up to
+         * twice the bound (conn.c, push-back). */
+        broker_conn *from = b->origin;
+        if (qos > 0 && online && from && from->state == CONN_ACTIVE
+            && s->n_queued < 2 * (uint64_t)b->cfg.max_queued) {
+            s->pressured = true;
+            broker_conn_throttle(from);
+            goto queue;
+        }
         if (qos == 0)
             b->stats.dropped_qos0++;
         else
@@ -389,6 +413,7 @@ void broker_session_deliver(tern_broker *b, broker_session *s, broker_msg *m, ui
             TERN_LOG_WARN, "broker", "session '%s': queue full, message dropped", s->client_id);
         return;
     }
+queue:;
     broker_out *o = broker_session_restore_out(s, m, qos, retain, sub_ids, n_sub_ids);
     if (!o) {
         b->stats.dropped_queue_full++;

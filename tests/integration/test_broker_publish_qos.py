@@ -170,3 +170,29 @@ def test_many_subscribers_each_get_every_message(broker):
     finally:
         for s in subs:
             s.close()
+
+
+@pytest.mark.parametrize("loops", [1, 2])
+def test_full_subscriber_queue_pushes_back_instead_of_dropping(make_broker, loops):
+    """A subscriber that acknowledges slowly fills its window (max_inflight 2) and queue
+    (max_queued 5): the broker stops reading the QoS 1 publisher (no PUBACK, TCP back-pressure)
+    instead of dropping messages it would acknowledge. Every one of the 40 messages arrives, in
+    order, and the publisher gets all 40 PUBACKs."""
+    b = make_broker("--set", "broker.max_queued=5", "--set", "broker.max_inflight=2",
+                    "--set", f"broker.loops={loops}")
+    sub = raw_connect(b.port, "slow-sub", 5)
+    sub.send(subscribe_packet(1, [("pb/t", 1)], version=5))
+    sub.expect(SUBACK)
+    n = 40
+    with Paho(b.port, "fast-pub", V5) as pub:
+        for i in range(n):
+            pub.publish("pb/t", str(i).encode(), qos=1, wait=False)
+        got = []
+        while len(got) < n:
+            p = sub.expect(PUBLISH)
+            got.append(int(p.payload))
+            sub.send(ack_packet(PUBACK, p.packet_id))
+        assert got == list(range(n))
+        pub.publish("pb/t", b"last", qos=1)  # completes: every earlier PUBACK came first
+        assert sub.expect(PUBLISH).payload == b"last"
+    sub.close()
