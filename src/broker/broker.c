@@ -118,11 +118,18 @@ static void stop_loop_cb(tern_loop *loop, void *arg)
     tern_loop_stop(loop);
 }
 
+/*
+ * loops = 0: one per online core but one. Three quarters of the broker's CPU is the kernel's
+ * TCP work, and the clients, the network stack's soft interrupts and (in tern serve) the log,
+ * stream and store need a core too. Measured on 2 cores (bench/README.md, "Broker"): a second
+ * loop there doubled the CPU per message at 20k msgs/s, because each loop sleeps and wakes on
+ * its own; with more cores each added loop adds headroom.
+ */
 static unsigned loops_wanted(const tern_broker_config *cfg)
 {
     long n = cfg->loops;
     if (n == 0)
-        n = sysconf(_SC_NPROCESSORS_ONLN);
+        n = sysconf(_SC_NPROCESSORS_ONLN) - 1;
     if (n < 1)
         n = 1;
     return n > MAX_LOOPS ? MAX_LOOPS : (unsigned)n;

@@ -94,7 +94,7 @@ typedef struct tern_broker_config {
     const char *const *ingest_filters; /* topic filters whose publishes go to the sink */
     size_t n_ingest_filters;
     uint32_t loops; /* event loops: 1 = the caller's only (the struct's default), 0 = one per
-                       online core (the config file's default), at most 64 */
+                       online core but one, at least 1 (the config file's default); at most 64 */
 } tern_broker_config;
 
 /* tern_broker_config_defaults fills cfg with tern's defaults (docs/broker.md). */
