@@ -352,19 +352,30 @@ void broker_conn_unthrottle_all(tern_broker *b)
     }
 }
 
+/*
+ * Handles the packets already read into c->in while reading was stopped (a parked CONNECT,
+ * a throttled publisher). 0, or -1 when c was closed.
+ */
+static int conn_process_buffered(broker_conn *c)
+{
+    if (!c->in.len)
+        return 0;
+    long n = conn_process_input(c, c->in.data, c->in.len);
+    if (n < 0)
+        return -1;
+    tern_buf_consume(&c->in, (size_t)n);
+    if (c->in.len == 0)
+        tern_buf_free(&c->in);
+    return 0;
+}
+
 /* On c's own loop: read again, and handle what was read before it stopped. */
 static void conn_resume(broker_conn *c)
 {
     throttle_unlink(c);
     update_interest(c);
-    if (c->in.len && !c->paused) {
-        long n = conn_process_input(c, c->in.data, c->in.len);
-        if (n < 0)
-            return;
-        tern_buf_consume(&c->in, (size_t)n);
-        if (c->in.len == 0)
-            tern_buf_free(&c->in);
-    }
+    if (!c->paused)
+        (void)conn_process_buffered(c);
 }
 
 void broker_conn_close(broker_conn *c, uint8_t reason, bool will)
@@ -532,12 +543,8 @@ void broker_conn_auth_done(broker_conn *c, int verdict)
     if (c->state == CONN_CLOSED)
         return;
     /* Packets that arrived behind the CONNECT. */
-    if (c->in.len) {
-        long n = conn_process_input(c, c->in.data, c->in.len);
-        if (n < 0)
-            return;
-        tern_buf_consume(&c->in, (size_t)n);
-    }
+    if (conn_process_buffered(c) != 0)
+        return;
     broker_conn_mark_dirty(c);
 }
 
