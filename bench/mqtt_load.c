@@ -19,6 +19,8 @@
  *   storm          100 QoS 1 publishers measure publish-to-PUBACK latency, then N clients
  *                  connect at once (refusals retried with exponential backoff and full jitter);
  *                  time until all are connected and the publishers' p99 before vs during.
+ *                  --storm-addr sends the storm to another broker instead: a control run that
+ *                  shows what the machine's own contention does to the publishers' latency.
  *
  * One thread, one tern event loop (src/loop), the codec of src/mqtt. Every payload carries a
  * global sequence number and its send time (CLOCK_MONOTONIC ns); both ends live in this process,
@@ -57,6 +59,7 @@ typedef struct options {
     mode mode;
     const char *mode_name;
     const char *addr;
+    const char *storm_addr;  /* storm: where the storm's clients connect (default: addr) */
     uint8_t version;         /* TERN_MQTT_V311 or TERN_MQTT_V5 */
     uint32_t publishers;     /* fanin, storm */
     uint32_t consumers;      /* fanin */
@@ -1277,6 +1280,11 @@ static _Noreturn void storm_child(gen *g, int go_fd, int report_fd)
     tern_loop_timer_init(g->loop, &g->housekeeping, on_housekeeping, g);
     tern_loop_timer_start(&g->housekeeping, 1000, 1000);
     g->rng ^= (uint64_t)getpid() * UINT64_C(0x9E3779B97F4A7C15);
+    if (o->storm_addr) {
+        rc = tern_net_resolve(o->storm_addr, &g->addr, &g->addr_len);
+        if (rc != 0)
+            die(o->storm_addr, rc);
+    }
     char go;
     if (read(go_fd, &go, 1) != 1)
         _exit(0); /* the parent gave up */
@@ -1469,7 +1477,7 @@ static void usage(FILE *out)
         "  --publishers P   --consumers C   --rate MSGS_PER_S   --qos 0|1   --window W\n"
         "  --no-shared      --payload BYTES --duration S --warmup S --drain S\n"
         "  --connections N  --hold S --settle S            (idle)\n"
-        "  --connections N  --calm S --storm-timeout S --storm-window S\n"
+        "  --connections N  --calm S --storm-timeout S --storm-window S --storm-addr HOST:PORT\n"
         "                   (storm; --rate is per publisher)\n"
         "  --connect-window N (0: unlimited)  --backoff-base-ms MS --backoff-cap-ms MS\n"
         "  --mqtt 3|5  --keepalive S  --cpu-pid PID  --rss-pid PID  --seed N  --id-prefix S\n"
@@ -1607,6 +1615,7 @@ static void parse_args(options *o, int argc, char **argv)
         O_STORMT,
         O_SETUPT,
         O_STORMW,
+        O_STORMA,
         O_CWIN,
         O_BBASE,
         O_BCAP,
@@ -1640,6 +1649,7 @@ static void parse_args(options *o, int argc, char **argv)
         { "storm-timeout", required_argument, NULL, O_STORMT },
         { "setup-timeout", required_argument, NULL, O_SETUPT },
         { "storm-window", required_argument, NULL, O_STORMW },
+        { "storm-addr", required_argument, NULL, O_STORMA },
         { "connect-window", required_argument, NULL, O_CWIN },
         { "backoff-base-ms", required_argument, NULL, O_BBASE },
         { "backoff-cap-ms", required_argument, NULL, O_BCAP },
@@ -1708,6 +1718,9 @@ static void parse_args(options *o, int argc, char **argv)
             break;
         case O_STORMT:
             o->storm_timeout_s = arg_double("--storm-timeout", optarg, 0.1, 86400);
+            break;
+        case O_STORMA:
+            o->storm_addr = optarg;
             break;
         case O_STORMW:
             o->storm_window_s = arg_double("--storm-window", optarg, 0, 3600);

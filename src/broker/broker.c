@@ -14,9 +14,17 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Accepted per listener wake-up, so a flood of SYNs cannot starve established clients. */
-#define MAX_ACCEPTS_PER_WAKE 64
+/*
+ * Accepted per listener callback. Listeners and connections still in their handshake are the
+ * loop's background watchers (tern_loop_io_set_background): an iteration runs a bounded number
+ * of their callbacks, so a reconnect storm cannot hold up established clients for long.
+ */
+#define MAX_ACCEPTS_PER_WAKE 8
 #define EMFILE_BACKOFF_MS 100
+/* The descriptor table reserved at start: max_connections plus the broker's own files, or the
+ * open files limit, up to 1M slots (8 MiB of kernel memory). */
+#define RESERVED_FDS 256
+#define MAX_RESERVED_FDS (1u << 20)
 #define MAX_LOOPS 64
 
 static const char *const default_listen[] = { "0.0.0.0:1883" };
@@ -348,11 +356,31 @@ static int open_listener(tern_broker *b, const char *addr, bool tls)
     l->port = port;
     tern_loop_io_init(b->loop, &l->io, l->fd, listener_cb, l);
     tern_loop_timer_init(b->loop, &l->pause, resume_accept_cb, l);
-    if ((rc = tern_loop_io_start(&l->io, TERN_LOOP_READ)) != 0)
+    if ((rc = tern_loop_io_set_background(&l->io, true)) != 0
+        || (rc = tern_loop_io_start(&l->io, TERN_LOOP_READ)) != 0)
         return rc;
     tern_logf(TERN_LOG_INFO, "broker", "listening on %s (MQTT 3.1.1 and 5.0%s)", addr,
         tls ? " over TLS" : "");
     return 0;
+}
+
+/*
+ * Grows the descriptor table up front to what the connections may need, so that accepting
+ * never grows it: growing it in a threaded process stalls the loop for an RCU grace period
+ * (loop/net.h). Best effort: a failure only means the table grows later.
+ */
+static void reserve_descriptors(const tern_broker_config *cfg)
+{
+    uint64_t want
+        = cfg->max_connections ? (uint64_t)cfg->max_connections + RESERVED_FDS : MAX_RESERVED_FDS;
+    if (want > MAX_RESERVED_FDS)
+        want = MAX_RESERVED_FDS;
+    unsigned got = 0;
+    int rc = tern_net_reserve_descriptors((unsigned)want, &got);
+    if (rc != 0)
+        tern_logf(TERN_LOG_WARN, "broker", "reserving descriptors: %s", tern_strerror(rc));
+    else
+        tern_logf(TERN_LOG_DEBUG, "broker", "descriptor table reserved for %u", got);
 }
 
 int tern_broker_new(tern_loop *loop, const tern_broker_config *cfg, tern_broker **out)
@@ -400,6 +428,7 @@ int tern_broker_new(tern_loop *loop, const tern_broker_config *cfg, tern_broker 
         &b->admission, cfg->connect_rate_per_s, cfg->connect_burst, tern_clock_mono_ns());
     if (rc != 0)
         goto fail;
+    reserve_descriptors(cfg);
     for (size_t i = 0; i < cfg->n_listen + cfg->n_tls_listen; i++) {
         bool tls = i >= cfg->n_listen;
         const char *addr = tls ? cfg->tls_listen[i - cfg->n_listen] : cfg->listen[i];

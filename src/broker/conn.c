@@ -91,7 +91,9 @@ void broker_conn_accept(tern_broker *b, broker_worker *w, int fd, bool tls)
     }
     tern_loop_io_init(w->loop, &c->io, fd, conn_io_cb, c);
     tern_loop_timer_init(w->loop, &c->timer, conn_timer_cb, c);
-    if (tern_loop_io_start(&c->io, TERN_LOOP_READ) != 0) {
+    /* Until its CONNACK the connection is background work for the loop (broker.c, accepts). */
+    if (tern_loop_io_set_background(&c->io, true) != 0
+        || tern_loop_io_start(&c->io, TERN_LOOP_READ) != 0) {
         broker_tls_detach(c);
         close(fd);
         tern_free(c);

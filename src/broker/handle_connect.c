@@ -215,7 +215,8 @@ int broker_handle_connect(broker_conn *c, const tern_mqtt_connect *p)
             pr->session_expiry_s = expiry_s;
         }
     }
-    if (broker_conn_send(c, &ack) != 0)
+    /* Established: its events now come before any handshake's (see conn.c, accept). */
+    if (tern_loop_io_set_background(&c->io, false) != 0 || broker_conn_send(c, &ack) != 0)
         return TERN_MQTT_RC_IMPLEMENTATION_ERROR;
 
     c->state = CONN_ACTIVE;

@@ -6,8 +6,9 @@
  *
  * One iteration: compute the poll timeout (0 if tasks are queued or a stop is pending, else up
  * to the wheel's next possible expiry), poll, refresh the clock, dispatch the I/O batch (the
- * wake-up watcher runs posted callbacks, the signal watcher runs signal callbacks), run expired
- * timers, run the tasks queued before that phase.
+ * wake-up watcher runs posted callbacks, the signal watcher runs signal callbacks; then at most
+ * a budget of background watchers, if the background set was reported), run expired timers,
+ * run the tasks queued before that phase.
  */
 #include "loop/loop_int.h"
 
@@ -108,6 +109,7 @@ void tern_loop_io_init(tern_loop *loop, tern_loop_io *io, int fd, tern_loop_io_c
     io->interest = 0;
     io->loop = loop;
     io->cb = cb;
+    io->background = false;
 }
 
 int tern_loop_io_start(tern_loop_io *io, unsigned events)
@@ -133,7 +135,7 @@ int tern_loop_io_start(tern_loop_io *io, unsigned events)
         if (slot->io)
             return TERN_EEXIST;
         uint32_t gen = slot->gen + 1;
-        rc = tern_loop_be_ctl(loop, io->fd, make_token(io->fd, gen), 0, events);
+        rc = tern_loop_be_ctl(loop, io->background, io->fd, make_token(io->fd, gen), 0, events);
         if (rc < 0)
             return rc;
         slot->gen = gen;
@@ -142,7 +144,8 @@ int tern_loop_io_start(tern_loop_io *io, unsigned events)
     } else {
         TERN_ASSERT(loop->slots[io->fd].io == io);
         uint32_t gen = loop->slots[io->fd].gen;
-        rc = tern_loop_be_ctl(loop, io->fd, make_token(io->fd, gen), io->interest, events);
+        rc = tern_loop_be_ctl(
+            loop, io->background, io->fd, make_token(io->fd, gen), io->interest, events);
         if (rc < 0)
             return rc;
     }
@@ -156,7 +159,7 @@ void tern_loop_io_stop(tern_loop_io *io)
         return;
     tern_loop *loop = io->loop;
     TERN_ASSERT((size_t)io->fd < loop->n_slots && loop->slots[io->fd].io == io);
-    tern_loop_be_ctl(loop, io->fd, 0, io->interest, 0);
+    tern_loop_be_ctl(loop, io->background, io->fd, 0, io->interest, 0);
     /* Clearing the slot is what makes an event still pending in this batch stale. */
     loop->slots[io->fd].io = NULL;
     io->interest = 0;
@@ -168,6 +171,28 @@ bool tern_loop_io_active(const tern_loop_io *io)
     return io->interest != 0;
 }
 
+int tern_loop_io_set_background(tern_loop_io *io, bool background)
+{
+    if (io->background == background)
+        return 0;
+    if (io->interest) {
+        /* Register in the new set before leaving the old one, so a failure changes nothing. */
+        tern_loop *loop = io->loop;
+        uint64_t token = make_token(io->fd, loop->slots[io->fd].gen);
+        int rc = tern_loop_be_ctl(loop, background, io->fd, token, 0, io->interest);
+        if (rc < 0)
+            return rc;
+        tern_loop_be_ctl(loop, io->background, io->fd, token, io->interest, 0);
+    }
+    io->background = background;
+    return 0;
+}
+
+void tern_loop_set_background_budget(tern_loop *loop, int budget)
+{
+    loop->background_budget = budget < 1 ? 1 : budget;
+}
+
 static bool is_internal(const tern_loop *loop, const tern_loop_io *io)
 {
     return io == &loop->wake_io || io == &loop->sig_io;
@@ -177,6 +202,10 @@ static uint64_t dispatch_io(tern_loop *loop, const tern_loop_fired *fired, int n
 {
     uint64_t ran = 0;
     for (int i = 0; i < n; i++) {
+        if (fired[i].token == TERN_LOOP_BACKGROUND_TOKEN) {
+            loop->background_ready = true; /* dispatched after the foreground batch */
+            continue;
+        }
         uint32_t fd = (uint32_t)fired[i].token;
         uint32_t gen = (uint32_t)(fired[i].token >> 32);
         /* Index afresh every time: a callback may have grown (moved) the slot table. */
@@ -677,6 +706,7 @@ int tern_loop_new(tern_loop **out)
     sigemptyset(&loop->sig_we_blocked);
     loop->wake_fd = -1;
     loop->sig_fd = -1;
+    loop->background_budget = TERN_LOOP_BACKGROUND_BUDGET;
     rc = -pthread_mutex_init(&loop->post_mu, NULL);
     if (rc < 0) {
         tern_free(loop);
@@ -778,7 +808,17 @@ int tern_loop_run_once(tern_loop *loop, int timeout_ms)
         return n;
     tern_loop_update_time(loop);
     loop->ran_internal = 0;
+    loop->background_ready = false;
     uint64_t ran = dispatch_io(loop, fired, n);
+    if (loop->background_ready) {
+        int budget = loop->background_budget;
+        int m = tern_loop_be_poll_background(loop, fired, budget);
+        if (m < 0)
+            return m;
+        if (m == budget)
+            loop->stats.background_deferred++; /* maybe more: the next poll will not block */
+        ran += dispatch_io(loop, fired, m);
+    }
     ran += loop->ran_internal;
     ran += run_timers(loop);
     ran += run_tasks(loop);

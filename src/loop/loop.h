@@ -100,15 +100,16 @@ void tern_loop_update_time(tern_loop *loop);
 
 /* Counters for the metrics registry. Gauges are current values; the others only grow. */
 typedef struct tern_loop_stats {
-    uint64_t n_io;         /* gauge: active I/O watchers (the loop's own not counted) */
-    uint64_t n_timers;     /* gauge: active timers */
-    uint64_t n_signals;    /* gauge: active signal watchers */
-    uint64_t n_tasks;      /* gauge: deferred tasks waiting to run */
-    uint64_t iterations;   /* iterations completed */
-    uint64_t io_events;    /* I/O callbacks called */
-    uint64_t timers_fired; /* timer callbacks called */
-    uint64_t posts_run;    /* posted callbacks called */
-    uint64_t stale_events; /* events dropped because their watcher had stopped */
+    uint64_t n_io;                /* gauge: active I/O watchers (the loop's own not counted) */
+    uint64_t n_timers;            /* gauge: active timers */
+    uint64_t n_signals;           /* gauge: active signal watchers */
+    uint64_t n_tasks;             /* gauge: deferred tasks waiting to run */
+    uint64_t iterations;          /* iterations completed */
+    uint64_t io_events;           /* I/O callbacks called */
+    uint64_t timers_fired;        /* timer callbacks called */
+    uint64_t posts_run;           /* posted callbacks called */
+    uint64_t stale_events;        /* events dropped because their watcher had stopped */
+    uint64_t background_deferred; /* iterations that left ready background watchers waiting */
 } tern_loop_stats;
 
 /* tern_loop_get_stats copies the loop's counters into *out. */
@@ -133,6 +134,7 @@ struct tern_loop_io {
     /* private */
     tern_loop *loop;
     tern_loop_io_cb cb;
+    bool background; /* see tern_loop_io_set_background */
 };
 
 /*
@@ -162,6 +164,24 @@ void tern_loop_io_stop(tern_loop_io *io);
 
 /* tern_loop_io_active tells whether io is started. */
 bool tern_loop_io_active(const tern_loop_io *io);
+
+/*
+ * Two classes of watchers. Every iteration dispatches every ready foreground watcher (the
+ * default), then at most a budget of ready background watchers (tern_loop_set_background_budget,
+ * default 8); the rest wait for the next iterations, which then do not block. However many
+ * background watchers are ready, they delay the foreground ones by at most one budget's worth of
+ * callbacks per iteration. Meant for work that may wait but must not hold up the rest: a
+ * server's accepts and handshakes, so that established connections keep their latency during a
+ * reconnect storm.
+ *
+ * tern_loop_io_set_background moves io to the background class (true) or back (false), started
+ * or stopped; a started watcher keeps its interest and an event already pending in this batch is
+ * still delivered. Returns 0, or -errno with io unchanged.
+ */
+int tern_loop_io_set_background(tern_loop_io *io, bool background);
+
+/* tern_loop_set_background_budget sets how many background callbacks an iteration runs (>= 1). */
+void tern_loop_set_background_budget(tern_loop *loop, int budget);
 
 /* ---- timers ------------------------------------------------------------------------------ */
 

@@ -21,6 +21,15 @@
 /* Events the backend may report at once; a larger ready set is read over several polls. */
 #define TERN_LOOP_BATCH 512
 
+/* Background watchers dispatched per iteration unless tern_loop_set_background_budget says. */
+#define TERN_LOOP_BACKGROUND_BUDGET 8
+
+/*
+ * The token a foreground poll reports when background watchers are ready. The core never makes
+ * it: its tokens carry an fd (< 2^31) in the low half.
+ */
+#define TERN_LOOP_BACKGROUND_TOKEN UINT64_MAX
+
 /* The timing wheel: level 0 has 2^8 slots of 1 ms, levels 1..4 have 2^6 slots each. */
 #define TERN_LOOP_L0_BITS 8
 #define TERN_LOOP_LN_BITS 6
@@ -83,6 +92,11 @@ struct tern_loop {
     tern_loop_link sig_watchers[NSIG];
     uint32_t sig_count[NSIG]; /* watchers per signal, including any being called right now */
 
+    /* Background watchers dispatched per iteration at most (tern_loop_set_background_budget),
+     * and whether this iteration's foreground poll reported the background set ready. */
+    int background_budget;
+    bool background_ready;
+
     /* Counters; n_io_internal counts the loop's own watchers (wake, signals). */
     tern_loop_stats stats;
     uint64_t n_io_internal;
@@ -97,17 +111,24 @@ int tern_loop_be_init(tern_loop *loop);
 /* tern_loop_be_free releases loop->be (NULL-safe). */
 void tern_loop_be_free(tern_loop *loop);
 /*
- * tern_loop_be_ctl changes fd's registration from old_events to new_events (TERN_LOOP_READ|
- * WRITE): old 0 adds, new 0 removes, otherwise modifies. token comes back with each event.
- * Returns 0 or -errno; a removal never fails (the fd may already be closed).
+ * The backend keeps two sets of registrations: the foreground set, which tern_loop_be_poll
+ * waits on, and the background set (created on first use), which tern_loop_be_poll reports as
+ * one event with TERN_LOOP_BACKGROUND_TOKEN while any of its descriptors is ready, and which
+ * tern_loop_be_poll_background reads.
+ *
+ * tern_loop_be_ctl changes fd's registration in one set from old_events to new_events
+ * (TERN_LOOP_READ|WRITE): old 0 adds, new 0 removes, otherwise modifies. token comes back with
+ * each event. Returns 0 or -errno; a removal never fails (the fd may already be closed).
  */
-int tern_loop_be_ctl(
-    tern_loop *loop, int fd, uint64_t token, unsigned old_events, unsigned new_events);
+int tern_loop_be_ctl(tern_loop *loop, bool background, int fd, uint64_t token, unsigned old_events,
+    unsigned new_events);
 /*
- * tern_loop_be_poll waits at most timeout_ms (-1: forever) and writes at most max reports to
- * fired. Returns their number (0 on timeout or EINTR) or -errno.
+ * tern_loop_be_poll waits at most timeout_ms (-1: forever) for the foreground set and writes at
+ * most max reports to fired. Returns their number (0 on timeout or EINTR) or -errno.
  */
 int tern_loop_be_poll(tern_loop *loop, int timeout_ms, tern_loop_fired *fired, int max);
+/* tern_loop_be_poll_background is the same for the background set, without blocking. */
+int tern_loop_be_poll_background(tern_loop *loop, tern_loop_fired *fired, int max);
 /* tern_loop_be_wake_open creates the non-blocking wake-up descriptor. 0 or -errno. */
 int tern_loop_be_wake_open(int *out_fd);
 /* tern_loop_be_wake_signal makes the wake-up descriptor readable (any thread). */

@@ -8,11 +8,13 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 /* parse splits s; *bracketed tells whether the host was written as "[...]". */
@@ -231,6 +233,33 @@ int tern_net_connect_result(int fd)
 int tern_net_set_nodelay(int fd, bool on)
 {
     return set_int_opt(fd, IPPROTO_TCP, TCP_NODELAY, on ? 1 : 0);
+}
+
+int tern_net_reserve_descriptors(unsigned want, unsigned *reserved)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return -errno;
+    rlim_t n = want;
+    if (rl.rlim_cur != RLIM_INFINITY && n > rl.rlim_cur)
+        n = rl.rlim_cur;
+    if (n > 3) {
+        /* The lowest free descriptor at or above n - 1: the kernel sizes the table to hold it. */
+        int fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, (int)(n - 1));
+        if (fd < 0) {
+            int fd0 = open("/dev/null", O_RDONLY | O_CLOEXEC);
+            if (fd0 < 0)
+                return -errno;
+            fd = fcntl(fd0, F_DUPFD_CLOEXEC, (int)(n - 1));
+            int err = errno;
+            close(fd0);
+            if (fd < 0)
+                return -err;
+        }
+        close(fd);
+    }
+    *reserved = (unsigned)n;
+    return 0;
 }
 
 int tern_net_local_port(int fd, uint16_t *port)

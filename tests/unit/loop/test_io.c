@@ -1,7 +1,8 @@
 /*
  * test_io.c: I/O watchers: read/write readiness on a socketpair, interest changes, the
  * use-after-free guard (a callback stopping and freeing another watcher whose event is pending
- * in the same batch, or reusing its fd number), argument errors, batches larger than one poll.
+ * in the same batch, or reusing its fd number), argument errors, batches larger than one poll,
+ * and the background class (a bounded number per iteration, after every foreground watcher).
  * Run under ASan: a stale event delivered to a freed watcher would be a heap-use-after-free.
  */
 #include <setjmp.h>
@@ -313,6 +314,40 @@ static void test_start_errors_leave_watcher_unchanged(void **state)
 }
 
 /* More ready descriptors than one poll returns: every one is served, over several polls. */
+/* n watchers of one class, each with one byte to read; returns the array (fds open). */
+static conn *ready_watchers(tern_loop *loop, size_t n, bool background)
+{
+    conn *cs = tern_calloc(n, sizeof *cs);
+    for (size_t i = 0; i < n; i++) {
+        int p[2];
+        make_pair(p);
+        cs[i].peer_fd = p[1];
+        tern_loop_io_init(loop, &cs[i].io, p[0], record_cb, &cs[i]);
+        assert_int_equal(tern_loop_io_set_background(&cs[i].io, background), 0);
+        assert_int_equal(tern_loop_io_start(&cs[i].io, TERN_LOOP_READ), 0);
+        assert_int_equal(write(p[1], "z", 1), 1);
+    }
+    return cs;
+}
+
+static void close_watchers(conn *cs, size_t n)
+{
+    for (size_t k = 0; k < n; k++) {
+        tern_loop_io_stop(&cs[k].io);
+        close(cs[k].io.fd);
+        close(cs[k].peer_fd);
+    }
+    tern_free(cs);
+}
+
+static int calls(const conn *cs, size_t n)
+{
+    int total = 0;
+    for (size_t k = 0; k < n; k++)
+        total += cs[k].n_calls;
+    return total;
+}
+
 static void test_many_watchers_larger_than_a_batch(void **state)
 {
     (void)state;
@@ -323,15 +358,7 @@ static void test_many_watchers_larger_than_a_batch(void **state)
         n = (size_t)(rl.rlim_cur - 64) / 2;
     tern_loop *loop;
     assert_int_equal(tern_loop_new(&loop), 0);
-    conn *cs = tern_calloc(n, sizeof *cs);
-    for (size_t i = 0; i < n; i++) {
-        int p[2];
-        make_pair(p);
-        cs[i].peer_fd = p[1];
-        tern_loop_io_init(loop, &cs[i].io, p[0], record_cb, &cs[i]);
-        assert_int_equal(tern_loop_io_start(&cs[i].io, TERN_LOOP_READ), 0);
-        assert_int_equal(write(p[1], "z", 1), 1);
-    }
+    conn *cs = ready_watchers(loop, n, false);
     tern_loop_stats st;
     tern_loop_get_stats(loop, &st);
     assert_int_equal(st.n_io, n);
@@ -346,12 +373,9 @@ static void test_many_watchers_larger_than_a_batch(void **state)
         total += (size_t)ran;
     }
     assert_int_equal(total, n);
-    for (size_t k = 0; k < n; k++) {
+    for (size_t k = 0; k < n; k++)
         assert_int_equal(cs[k].n_calls, 1);
-        close(cs[k].io.fd);
-        close(cs[k].peer_fd);
-    }
-    tern_free(cs);
+    close_watchers(cs, n);
     tern_loop_free(loop);
 }
 
@@ -372,6 +396,88 @@ static void test_free_with_active_watchers(void **state)
     close(p[1]);
 }
 
+/*
+ * However many background watchers are ready, an iteration runs every ready foreground one and
+ * at most the budget of background ones; the rest come in the next iterations, which do not
+ * block, and every background watcher gets its turn.
+ */
+static void test_background_budget_per_iteration(void **state)
+{
+    (void)state;
+    tern_loop *loop;
+    assert_int_equal(tern_loop_new(&loop), 0);
+    tern_loop_set_background_budget(loop, 3);
+    const size_t n_bg = 10, n_fg = 5;
+    conn *bg = ready_watchers(loop, n_bg, true);
+    conn *fg = ready_watchers(loop, n_fg, false);
+    for (size_t k = 0; k < n_bg; k++)
+        assert_true(bg[k].io.background);
+
+    /* The watchers never drain their input, so each fires every iteration it is polled. */
+    assert_int_equal(tern_loop_run_once(loop, -1), (int)(n_fg + 3));
+    assert_int_equal(calls(fg, n_fg), (int)n_fg);
+    assert_int_equal(calls(bg, n_bg), 3);
+    tern_loop_stats st;
+    tern_loop_get_stats(loop, &st);
+    assert_int_equal(st.background_deferred, 1);
+
+    /* Foreground watchers stopped: the background ones keep coming, 3 per iteration, all of
+     * them within four iterations (a level-triggered watcher goes back to the end of the
+     * ready list once reported). */
+    for (size_t k = 0; k < n_fg; k++)
+        tern_loop_io_stop(&fg[k].io);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(tern_loop_run_once(loop, -1), 3);
+    assert_int_equal(calls(bg, n_bg), 12);
+    for (size_t k = 0; k < n_bg; k++)
+        assert_true(bg[k].n_calls >= 1);
+
+    /* Drained, the background set stops reporting and the loop can block again. */
+    for (size_t k = 0; k < n_bg; k++) {
+        char c;
+        assert_int_equal(read(bg[k].io.fd, &c, 1), 1);
+    }
+    assert_int_equal(tern_loop_run_once(loop, 0), 0);
+    close_watchers(bg, n_bg);
+    close_watchers(fg, n_fg);
+    tern_loop_free(loop);
+}
+
+/* A started watcher moves between the classes with its interest; a moved-back one is served in
+ * full again; stop works in either class. */
+static void test_background_move_started_watcher(void **state)
+{
+    (void)state;
+    tern_loop *loop;
+    assert_int_equal(tern_loop_new(&loop), 0);
+    tern_loop_set_background_budget(loop, 1);
+    conn *cs = ready_watchers(loop, 4, false);
+    assert_int_equal(tern_loop_run_once(loop, 0), 4);
+
+    for (size_t k = 0; k < 4; k++)
+        assert_int_equal(tern_loop_io_set_background(&cs[k].io, true), 0);
+    assert_int_equal(cs[0].io.interest, TERN_LOOP_READ);
+    assert_int_equal(tern_loop_run_once(loop, 0), 1); /* the budget: one */
+
+    /* Back to the foreground (the promotion after a handshake): all served at once. */
+    for (size_t k = 0; k < 4; k++)
+        assert_int_equal(tern_loop_io_set_background(&cs[k].io, false), 0);
+    assert_int_equal(tern_loop_run_once(loop, 0), 4);
+
+    /* Stop a background watcher: it is gone from the background set, no stale event. */
+    assert_int_equal(tern_loop_io_set_background(&cs[0].io, true), 0);
+    tern_loop_io_stop(&cs[0].io);
+    int before = cs[0].n_calls;
+    assert_int_equal(tern_loop_run_once(loop, 0), 3);
+    assert_int_equal(cs[0].n_calls, before);
+    /* A stopped watcher changes class without a system call and starts in its new class. */
+    assert_int_equal(tern_loop_io_set_background(&cs[0].io, false), 0);
+    assert_int_equal(tern_loop_io_start(&cs[0].io, TERN_LOOP_READ), 0);
+    assert_int_equal(tern_loop_run_once(loop, 0), 4);
+    close_watchers(cs, 4);
+    tern_loop_free(loop);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -382,6 +488,8 @@ int main(void)
         cmocka_unit_test(test_start_errors_leave_watcher_unchanged),
         cmocka_unit_test(test_many_watchers_larger_than_a_batch),
         cmocka_unit_test(test_free_with_active_watchers),
+        cmocka_unit_test(test_background_budget_per_iteration),
+        cmocka_unit_test(test_background_move_started_watcher),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

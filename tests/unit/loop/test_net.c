@@ -14,10 +14,13 @@
 #include "loop/loop.h"
 #include "loop/net.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 static void test_parse_good_forms(void **state)
@@ -303,6 +306,48 @@ static void test_connect_refused(void **state)
     assert_int_equal(tern_net_listen("127.0.0.1:x", NULL, &lfd), TERN_EINVAL);
 }
 
+/* The kernel's descriptor table size, from /proc/self/status ("FDSize:"). */
+static long fd_table_size(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    assert_non_null(f);
+    char line[256];
+    long size = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "FDSize: %ld", &size) == 1)
+            break;
+    fclose(f);
+    return size;
+}
+
+/* The table grows to the reservation (clamped to the open files limit), and no descriptor is
+ * left behind: the next one opened is a low number again. */
+static void test_reserve_descriptors(void **state)
+{
+    (void)state;
+    struct rlimit rl;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    unsigned want = 4000;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want)
+        want = (unsigned)rl.rlim_cur;
+    unsigned got = 0;
+    assert_int_equal(tern_net_reserve_descriptors(want, &got), 0);
+    assert_int_equal(got, want);
+    assert_true(fd_table_size() >= (long)want);
+    errno = 0;
+    assert_int_equal(fcntl((int)want - 1, F_GETFD), -1);
+    assert_int_equal(errno, EBADF);
+    int fd = dup(STDERR_FILENO);
+    assert_true(fd >= 0 && fd < 64);
+    close(fd);
+
+    /* Asking for more than the limit reserves the limit. */
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < 1000000) {
+        assert_int_equal(tern_net_reserve_descriptors(1000000, &got), 0);
+        assert_int_equal(got, (unsigned)rl.rlim_cur);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -313,6 +358,7 @@ int main(void)
         cmocka_unit_test(test_reuseport_shares_a_port),
         cmocka_unit_test(test_ipv6_loopback),
         cmocka_unit_test(test_connect_refused),
+        cmocka_unit_test(test_reserve_descriptors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
