@@ -1,6 +1,6 @@
 /*
- * broker.c: the broker object: configuration defaults, listeners and accepting, admission,
- * statistics, shutdown.
+ * broker.c: the broker object: configuration defaults, the workers (one loop each), opening the
+ * listeners (door.c accepts on them), statistics, shutdown.
  */
 #include "broker/broker_int.h"
 
@@ -14,13 +14,6 @@
 #include <string.h>
 #include <unistd.h>
 
-/*
- * Accepted per listener callback. Listeners and connections still in their handshake are the
- * loop's background watchers (tern_loop_io_set_background): an iteration runs a bounded number
- * of their callbacks, so a reconnect storm cannot hold up established clients for long.
- */
-#define MAX_ACCEPTS_PER_WAKE 8
-#define EMFILE_BACKOFF_MS 100
 /* The descriptor table reserved at start: max_connections plus the broker's own files, or the
  * open files limit, up to 1M slots (8 MiB of kernel memory). */
 #define RESERVED_FDS 256
@@ -158,6 +151,7 @@ static int workers_new(tern_broker *b, tern_loop *loop)
         b->n_workers = i + 1;
         w->broker = b;
         w->index = i;
+        pthread_mutex_init(&w->handoff_mu, NULL);
         if (i == 0) {
             w->loop = loop;
         } else {
@@ -209,6 +203,8 @@ static void workers_free(tern_broker *b)
     for (unsigned i = 0; i < b->n_workers; i++) {
         broker_worker *w = b->workers[i];
         tern_loop_cancel(&w->flush_task);
+        broker_handoffs_free(w);
+        pthread_mutex_destroy(&w->handoff_mu);
         if (i > 0)
             tern_loop_free(w->loop);
         tern_free(w);
@@ -256,88 +252,6 @@ static void free_strings(char **v)
     tern_free(v);
 }
 
-static void resume_accept_cb(tern_loop_timer *t);
-
-/* A new connection on its way from the listeners' loop to the worker that will own it. */
-typedef struct handoff {
-    broker_worker *w;
-    int fd;
-    bool tls;
-} handoff;
-
-static void handoff_cb(tern_loop *loop, void *arg)
-{
-    (void)loop;
-    handoff *h = arg;
-    tern_broker *b = h->w->broker;
-    broker_lock(b, h->w);
-    if (b->shutting_down)
-        close(h->fd);
-    else
-        broker_conn_accept(b, h->w, h->fd, h->tls);
-    broker_unlock(b);
-    tern_free(h);
-}
-
-/* New connections are dealt round robin across the loops: even spread, and each loop's share
- * known in advance (tests rely on the order). */
-static void deal(tern_broker *b, int fd, bool tls)
-{
-    broker_worker *w = b->workers[b->next_worker++ % b->n_workers];
-    if (w->index == 0) {
-        broker_lock(b, w);
-        broker_conn_accept(b, w, fd, tls);
-        broker_unlock(b);
-        return;
-    }
-    handoff *h = tern_malloc(sizeof *h);
-    if (h) {
-        h->w = w;
-        h->fd = fd;
-        h->tls = tls;
-        if (tern_loop_post(w->loop, handoff_cb, h) == 0)
-            return;
-        tern_free(h);
-    }
-    close(fd);
-}
-
-static void listener_cb(tern_loop_io *io, unsigned events)
-{
-    (void)events;
-    broker_listener *l = io->data;
-    tern_broker *b = l->broker;
-    for (int i = 0; i < MAX_ACCEPTS_PER_WAKE; i++) {
-        int fd = -1;
-        int rc = tern_net_accept(l->fd, &fd, NULL, NULL);
-        if (rc == TERN_EAGAIN)
-            return;
-        if (rc == -EMFILE || rc == -ENFILE || rc == -ENOBUFS || rc == -ENOMEM) {
-            /* Out of descriptors: pause accepting; established connections keep working. */
-            TERN_LOG_RATELIMITED(TERN_LOG_WARN, "broker", "accept: %s; pausing %d ms",
-                tern_strerror(rc), EMFILE_BACKOFF_MS);
-            tern_loop_io_stop(&l->io);
-            tern_loop_timer_start(&l->pause, EMFILE_BACKOFF_MS, 0);
-            return;
-        }
-        if (rc != 0)
-            return;
-        if (b->shutting_down) {
-            close(fd);
-            continue;
-        }
-        (void)tern_net_set_nodelay(fd, true);
-        deal(b, fd, l->tls);
-    }
-}
-
-static void resume_accept_cb(tern_loop_timer *t)
-{
-    broker_listener *l = t->data;
-    if (!l->broker->shutting_down)
-        (void)tern_loop_io_start(&l->io, TERN_LOOP_READ);
-}
-
 static int open_listener(tern_broker *b, const char *addr, bool tls)
 {
     broker_listener *l = &b->listeners[b->n_listeners];
@@ -354,10 +268,7 @@ static int open_listener(tern_broker *b, const char *addr, bool tls)
     uint16_t port = 0;
     (void)tern_net_local_port(l->fd, &port);
     l->port = port;
-    tern_loop_io_init(b->loop, &l->io, l->fd, listener_cb, l);
-    tern_loop_timer_init(b->loop, &l->pause, resume_accept_cb, l);
-    if ((rc = tern_loop_io_set_background(&l->io, true)) != 0
-        || (rc = tern_loop_io_start(&l->io, TERN_LOOP_READ)) != 0)
+    if ((rc = broker_door_watch(b, l)) != 0)
         return rc;
     tern_logf(TERN_LOG_INFO, "broker", "listening on %s (MQTT 3.1.1 and 5.0%s)", addr,
         tls ? " over TLS" : "");
@@ -390,6 +301,7 @@ int tern_broker_new(tern_loop *loop, const tern_broker_config *cfg, tern_broker 
     if (!b)
         return TERN_ENOMEM;
     pthread_mutex_init(&b->lock, NULL);
+    pthread_mutex_init(&b->admission_mu, NULL);
     b->loop = loop;
     b->cfg = *cfg;
     b->listen_copy = copy_strings(cfg->listen, cfg->n_listen);
@@ -428,6 +340,8 @@ int tern_broker_new(tern_loop *loop, const tern_broker_config *cfg, tern_broker 
         &b->admission, cfg->connect_rate_per_s, cfg->connect_burst, tern_clock_mono_ns());
     if (rc != 0)
         goto fail;
+    if ((rc = broker_door_new(b)) != 0)
+        goto fail;
     reserve_descriptors(cfg);
     for (size_t i = 0; i < cfg->n_listen + cfg->n_tls_listen; i++) {
         bool tls = i >= cfg->n_listen;
@@ -436,7 +350,7 @@ int tern_broker_new(tern_loop *loop, const tern_broker_config *cfg, tern_broker 
             goto fail;
     }
     tern_loop_timer_start(&b->deadline_tick, BROKER_DEADLINE_TICK_MS, BROKER_DEADLINE_TICK_MS);
-    if ((rc = workers_start(b)) != 0)
+    if ((rc = workers_start(b)) != 0 || (rc = broker_door_start(b)) != 0)
         goto fail;
     b->started = true;
     *out = b;
@@ -461,18 +375,12 @@ int tern_broker_port(const tern_broker *b, size_t i)
 
 void tern_broker_shutdown(tern_broker *b)
 {
-    if (!b || (b->shutting_down && b->n_listeners == 0))
+    if (!b)
         return;
     broker_lock(b, b->workers ? b->workers[0] : NULL);
+    if (!b->shutting_down && b->door)
+        broker_door_close(b); /* the listeners are the door's */
     b->shutting_down = true;
-    for (size_t i = 0; i < b->n_listeners; i++) {
-        broker_listener *l = &b->listeners[i];
-        tern_loop_io_stop(&l->io);
-        tern_loop_timer_stop(&l->pause);
-        close(l->fd);
-        l->fd = -1;
-    }
-    b->n_listeners = 0;
     while (b->conns)
         broker_conn_close(b->conns, TERN_MQTT_RC_SERVER_SHUTTING_DOWN, false);
     broker_unlock(b);
@@ -483,6 +391,7 @@ void tern_broker_free(tern_broker *b)
     if (!b)
         return;
     tern_broker_shutdown(b);
+    broker_door_free(b); /* no more hand-offs after this */
     workers_stop(b);
     broker_auth_worker_stop(b);
     if (b->started)
@@ -506,6 +415,7 @@ void tern_broker_free(tern_broker *b)
     if (b->workers)
         workers_free(b);
     pthread_mutex_destroy(&b->lock);
+    pthread_mutex_destroy(&b->admission_mu);
     free_strings(b->listen_copy);
     free_strings(b->tls_listen_copy);
     free_strings(b->ingest_copy);
@@ -518,6 +428,11 @@ void tern_broker_free(tern_broker *b)
 void broker_stats_snapshot(const tern_broker *b, tern_broker_stats *out)
 {
     *out = b->stats;
+    /* The door's figures (door.c) are atomics: it never takes the broker lock. */
+    out->admission_refused += atomic_load(&b->door_stats.admission_refused);
+    out->connects_refused += atomic_load(&b->door_stats.connects_refused);
+    out->bytes_received += atomic_load(&b->door_stats.bytes_received);
+    out->bytes_sent += atomic_load(&b->door_stats.bytes_sent);
     out->sessions = b->n_sessions;
     out->subscriptions = tern_topic_tree_count(b->subs);
 }

@@ -1,7 +1,8 @@
 /*
  * broker_int.h: the broker's private structures, shared by its files (private to src/broker).
  *
- *   broker.c           the broker object, listeners, accept, admission, shutdown
+ *   broker.c           the broker object, listeners, workers, shutdown
+ *   door.c             the front door's thread: accept, first packet, admission, hand-off
  *   conn.c             one client connection: reading, framing, writing, closing
  *   read_handle.c      the dispatcher: one decoded packet -> its handler; errors -> reason codes
  *   handle_connect.c   CONNECT / CONNACK, session takeover, auth
@@ -19,7 +20,9 @@
  * every connection's output buffer and state, statistics) is guarded by the broker lock
  * (b->lock), which every loop callback takes around its broker work; socket reads are made
  * outside it. b->holder names the worker holding the lock, so code under it knows which loop
- * it runs on (broker_now_ms, broker_conn_close, broker_conn_mark_dirty).
+ * it runs on (broker_now_ms, broker_conn_close, broker_conn_mark_dirty). One more thread, the
+ * door (door.c), owns the listeners and hands new connections to the workers; it never takes
+ * the broker lock.
  */
 #ifndef TERN_BROKER_INT_H
 #define TERN_BROKER_INT_H
@@ -35,6 +38,7 @@
 #include "loop/loop.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include "mqtt/mqtt.h"
 
 #include <stdbool.h>
@@ -46,6 +50,8 @@ typedef struct broker_session broker_session;
 typedef struct broker_auth_worker broker_auth_worker;
 typedef struct broker_sys broker_sys;
 typedef struct broker_worker broker_worker;
+typedef struct broker_door broker_door;
+typedef struct broker_handoff broker_handoff;
 
 /* ---- messages ---------------------------------------------------------------------------- */
 
@@ -152,6 +158,7 @@ struct broker_conn {
     bool throttled; /* reading stopped: its QoS 1/2 publishes meet a full subscriber queue */
     bool resume;    /* throttled, to be resumed by its own loop's next flush */
     broker_conn *throttle_prev, *throttle_next; /* in the broker's list of throttled ones */
+    bool admitted; /* the door took this connection's admission token (door.c) */
     bool auth_verdict_ready;
     int auth_verdict;        /* the auth worker's result for the parked CONNECT */
     uint8_t *parked_connect; /* bytes of the CONNECT being verified */
@@ -202,9 +209,15 @@ struct broker_worker {
     broker_conn *dirty; /* under the lock: connections this loop flushes, or closes (its own) */
     bool wake_posted;   /* under the lock: a wake-up post is on its way to this loop */
     tern_loop_task flush_task; /* the end-of-iteration flush (this loop's thread only) */
-    uint8_t scratch[65536];    /* every read of this loop lands here first (see conn.c) */
+    /* New connections from the door, a few per iteration (door.c). */
+    pthread_mutex_t handoff_mu;
+    broker_handoff *handoffs, *handoffs_last;
+    bool handoff_scheduled; /* a wake-up is posted or the task is deferred */
+    tern_loop_task handoff_task;
+    uint8_t scratch[65536]; /* every read of this loop lands here first (see conn.c) */
 };
 
+/* A listening socket: opened by broker.c, watched by the door's loop (door.c). */
 typedef struct broker_listener {
     tern_loop_io io;
     tern_loop_timer pause; /* accepting paused while descriptors run out */
@@ -215,10 +228,10 @@ typedef struct broker_listener {
 } broker_listener;
 
 struct tern_broker {
-    tern_loop *loop; /* worker 0's: listeners, $SYS, deadlines, the auth worker's results */
+    tern_loop *loop; /* worker 0's: $SYS, deadlines, the auth worker's results */
     broker_worker **workers;
     unsigned n_workers;
-    unsigned next_worker;  /* round robin of new connections (the listeners' loop only) */
+    unsigned next_worker;  /* round robin of new connections (the door's thread only) */
     pthread_mutex_t lock;  /* the broker lock (see the top of this file) */
     broker_worker *holder; /* the worker whose thread holds the lock; NULL when free */
     broker_deadlines deadlines;
@@ -249,7 +262,13 @@ struct tern_broker {
     struct tern_broker_auth *auth;         /* NULL without a password file */
     struct tern_broker_acl *acl;
     const tern_broker_sink *sink;
+    broker_door *door;            /* accepts and admits (door.c) */
+    pthread_mutex_t admission_mu; /* guards admission: the door and the workers (TLS) take tokens */
     tern_token_bucket admission;
+    /* What the door counts (it never takes the broker lock); added in broker_stats_snapshot. */
+    struct {
+        _Atomic uint64_t admission_refused, connects_refused, bytes_received, bytes_sent;
+    } door_stats;
     uint64_t next_client_id;
     bool started; /* tern_broker_new succeeded: the workers' loops are live */
     bool shutting_down;
@@ -268,9 +287,29 @@ void broker_worker_wake(tern_broker *b, broker_worker *w);
 /* broker_stats_snapshot: tern_broker_get_stats under the lock. */
 void broker_stats_snapshot(const tern_broker *b, tern_broker_stats *out);
 
+/* door.c: the door's thread, its loop and the listeners on it. broker_door_new before the
+ * listeners are opened, broker_door_watch for each (before the door starts), broker_door_start
+ * last. broker_door_close closes the listeners and the connections waiting at the door (from
+ * any thread; asynchronous once started); broker_door_free stops the thread and frees the door,
+ * after which nothing is handed to the workers any more. */
+int broker_door_new(tern_broker *b);
+int broker_door_watch(tern_broker *b, broker_listener *l);
+int broker_door_start(tern_broker *b);
+void broker_door_close(tern_broker *b);
+void broker_door_free(tern_broker *b);
+/* broker_handoffs_free closes the connections still queued for w (its loop stopped). */
+void broker_handoffs_free(broker_worker *w);
+/* broker_admit takes a token from the admission bucket (any thread). */
+bool broker_admit(tern_broker *b);
+
 /* conn.c */
-/* broker_conn_accept: a new connection on worker w (w's thread, under the lock). */
-void broker_conn_accept(tern_broker *b, broker_worker *w, int fd, bool tls);
+/*
+ * broker_conn_accept: a new connection on worker w (w's thread, under the lock). first holds
+ * what the door already read from it (processed now, as its first input; emptied); admitted
+ * says the door took its admission token for the CONNECT in it.
+ */
+void broker_conn_accept(
+    tern_broker *b, broker_worker *w, int fd, bool tls, bool admitted, tern_buf *first);
 /* broker_worker_flush commits the journal, then flushes w's dirty connections and finishes
  * closing the ones closed from other loops. w's thread, under the lock. */
 void broker_worker_flush(broker_worker *w);
@@ -296,6 +335,10 @@ size_t broker_conn_out_pending(const broker_conn *c);
 /* read_handle.c: handle one decoded packet. 0, or a reason code >= 0x80 to close with. */
 int broker_handle_packet(broker_conn *c, const tern_mqtt_packet *pkt);
 int broker_handle_connect(broker_conn *c, const tern_mqtt_connect *p);
+/* broker_connack_refusal fills ack with a refusing CONNACK for protocol level version: the
+ * 5.0 reason with its reason string, or its 3.1.1 return code; false when 3.1.1 has none (then
+ * the connection is closed without a CONNACK). handle_connect.c. */
+bool broker_connack_refusal(tern_mqtt_packet *ack, uint8_t version, uint8_t reason_v5);
 int broker_handle_publish(broker_conn *c, const tern_mqtt_publish *p);
 int broker_handle_ack(broker_conn *c, uint8_t type, const tern_mqtt_ack *p);
 int broker_handle_subscribe(broker_conn *c, const tern_mqtt_subscribe *p);

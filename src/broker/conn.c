@@ -65,7 +65,10 @@ void broker_conn_release(broker_conn *c)
     tern_free(c);
 }
 
-void broker_conn_accept(tern_broker *b, broker_worker *w, int fd, bool tls)
+static int conn_process_buffered(broker_conn *c);
+
+void broker_conn_accept(
+    tern_broker *b, broker_worker *w, int fd, bool tls, bool admitted, tern_buf *first)
 {
     broker_conn *c = tern_calloc(1, sizeof *c);
     if (!c) {
@@ -105,6 +108,14 @@ void broker_conn_accept(tern_broker *b, broker_worker *w, int fd, bool tls)
         b->conns->prev = c;
     b->conns = c;
     b->n_conns++;
+    c->admitted = admitted;
+    if (first->len) {
+        /* The door's bytes are this connection's first input, as if read here. */
+        c->in = *first;
+        tern_buf_init(first);
+        if (conn_process_buffered(c) == 0 && c->state != CONN_CLOSED)
+            broker_conn_mark_dirty(c);
+    }
 }
 
 size_t broker_conn_out_pending(const broker_conn *c)

@@ -16,24 +16,33 @@
 
 #define MAX_CLIENT_ID_BYTES 128
 
+bool broker_connack_refusal(tern_mqtt_packet *ack, uint8_t version, uint8_t reason_v5)
+{
+    memset(ack, 0, sizeof *ack);
+    ack->type = TERN_MQTT_CONNACK;
+    if (version == TERN_MQTT_V5) {
+        ack->u.connack.reason = reason_v5;
+        const char *why = tern_mqtt_reason_str(reason_v5, TERN_MQTT_CONNACK);
+        ack->u.connack.props.present = TERN_MQTT_PROP_BIT(TERN_MQTT_PROP_REASON_STRING);
+        ack->u.connack.props.reason_string.p = (const uint8_t *)why;
+        ack->u.connack.props.reason_string.len = (uint16_t)strlen(why);
+        return true;
+    }
+    int rc = tern_mqtt_reason_v311_connack(reason_v5);
+    if (rc < 0)
+        return false;
+    ack->u.connack.reason = (uint8_t)rc;
+    return true;
+}
+
 /* Answer CONNACK with a refusal and close. The 5.0 code is mapped for 3.1.1 clients. */
 static int refuse(broker_conn *c, uint8_t reason_v5)
 {
     tern_broker *b = c->broker;
-    tern_mqtt_packet ack = { .type = TERN_MQTT_CONNACK };
-    if (c->version == TERN_MQTT_V5) {
-        ack.u.connack.reason = reason_v5;
-        const char *why = tern_mqtt_reason_str(reason_v5, TERN_MQTT_CONNACK);
-        ack.u.connack.props.present = TERN_MQTT_PROP_BIT(TERN_MQTT_PROP_REASON_STRING);
-        ack.u.connack.props.reason_string.p = (const uint8_t *)why;
-        ack.u.connack.props.reason_string.len = (uint16_t)strlen(why);
-    } else {
-        int rc = tern_mqtt_reason_v311_connack(reason_v5);
-        if (rc < 0) {
-            broker_conn_close(c, 0, false);
-            return 0;
-        }
-        ack.u.connack.reason = (uint8_t)rc;
+    tern_mqtt_packet ack;
+    if (!broker_connack_refusal(&ack, c->version, reason_v5)) {
+        broker_conn_close(c, 0, false);
+        return 0;
     }
     (void)broker_conn_send(c, &ack);
     b->stats.connects_refused++;
@@ -68,8 +77,9 @@ int broker_handle_connect(broker_conn *c, const tern_mqtt_connect *p)
     if (b->shutting_down || b->store_failed)
         return refuse(c, TERN_MQTT_RC_SERVER_UNAVAILABLE);
     /* Admission: a token bucket on new sessions protects established connections from a
-     * reconnect storm. The refusal is cheap: no session, no auth, one small CONNACK. */
-    if (!c->auth_verdict_ready && !tern_token_bucket_take(&b->admission, 1, tern_clock_mono_ns())) {
+     * reconnect storm. The refusal is cheap: no session, no auth, one small CONNACK. The door
+     * (door.c) takes the token for plain TCP connections; TLS ones take it here. */
+    if (!c->admitted && !c->auth_verdict_ready && !broker_admit(b)) {
         b->stats.admission_refused++;
         TERN_LOG_RATELIMITED(TERN_LOG_INFO, "broker", "connection rate exceeded: refusing");
         return refuse(c, TERN_MQTT_RC_CONNECTION_RATE_EXCEEDED);
