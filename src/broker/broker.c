@@ -31,6 +31,7 @@ void tern_broker_config_defaults(tern_broker_config *cfg)
     cfg->n_listen = 1;
     cfg->allow_anonymous = false;
     cfg->max_connections = 0;
+    cfg->accept_priority = TERN_BROKER_ACCEPT_IDLE;
     cfg->max_packet_bytes = 1u << 20;
     cfg->receive_max = 1024;
     cfg->max_inflight = 64;

@@ -59,6 +59,18 @@ typedef struct tern_broker_sink {
  */
 void tern_broker_ingest_done(tern_broker *broker, void *token, int status);
 
+/*
+ * CPU priority of the thread that accepts connections, reads their CONNECT and refuses the
+ * over-rate ones (door.c). IDLE (SCHED_IDLE, the default) runs it only when the loops and every
+ * other normal thread leave a CPU free, so a reconnect storm cannot take CPU from established
+ * clients; on a saturated machine new connections then wait. LOW is nice 19.
+ */
+typedef enum tern_broker_accept_priority {
+    TERN_BROKER_ACCEPT_NORMAL,
+    TERN_BROKER_ACCEPT_LOW,
+    TERN_BROKER_ACCEPT_IDLE,
+} tern_broker_accept_priority;
+
 typedef struct tern_broker_config {
     const char *const *listen; /* "HOST:PORT" TCP listeners; n_listen of them */
     size_t n_listen;
@@ -95,6 +107,7 @@ typedef struct tern_broker_config {
     size_t n_ingest_filters;
     uint32_t loops; /* event loops: 1 = the caller's only (the struct's default), 0 = one per
                        online core but one, at least 1 (the config file's default); at most 64 */
+    tern_broker_accept_priority accept_priority; /* the front door thread's (door.c) */
 } tern_broker_config;
 
 /* tern_broker_config_defaults fills cfg with tern's defaults (docs/broker.md). */

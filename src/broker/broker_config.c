@@ -15,6 +15,10 @@ const tern_config_schema tern_broker_config_schema[] = {
     { "broker.loops", TERN_CONFIG_INT, "0",
         "event loops (threads) serving connections; 0: one per online core but one (at least 1)", 0,
         64, 0, NULL },
+    { "broker.accept_priority", TERN_CONFIG_ENUM, "idle",
+        "CPU priority of accepting and admitting new connections: idle (SCHED_IDLE: only CPU the "
+        "established connections leave), low (nice 19) or normal",
+        0, 0, 0, "idle|low|normal" },
     { "broker.tls_listen", TERN_CONFIG_STRING, NULL, "TLS listener HOST:PORT (repeatable)", 0, 0,
         TERN_CONFIG_LIST, NULL },
     { "broker.tls_cert_file", TERN_CONFIG_STRING, NULL, "PEM server certificate (chain)", 0, 0, 0,
@@ -101,6 +105,10 @@ int tern_broker_config_load(const tern_config *cfg, tern_broker_config *out)
     }
     c.data_dir = tern_config_get_string(cfg, "data.dir");
     c.loops = (uint32_t)tern_config_get_int(cfg, "broker.loops");
+    const char *prio = tern_config_get_string(cfg, "broker.accept_priority");
+    c.accept_priority = strcmp(prio, "normal") == 0 ? TERN_BROKER_ACCEPT_NORMAL
+        : strcmp(prio, "low") == 0                  ? TERN_BROKER_ACCEPT_LOW
+                                                    : TERN_BROKER_ACCEPT_IDLE;
     c.allow_anonymous = tern_config_get_bool(cfg, "broker.allow_anonymous");
     c.tls_cert_file = tern_config_get_string(cfg, "broker.tls_cert_file");
     c.tls_key_file = tern_config_get_string(cfg, "broker.tls_key_file");

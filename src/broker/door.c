@@ -21,8 +21,11 @@
 #include "loop/net.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 /* Accepted per listener callback: the door's loop also reads the pending first packets. */
@@ -349,10 +352,33 @@ int broker_door_watch(tern_broker *b, broker_listener *l)
     return tern_loop_io_start(&l->io, TERN_LOOP_READ);
 }
 
+/*
+ * The door's CPU priority (cfg.accept_priority). At SCHED_IDLE a worker woken by its client
+ * preempts the door at once: measured on 2 cores with 10,000 clients connecting while 100
+ * publishers run, the publishers' p99 went from ~3x their calm p99 (door at normal priority) to
+ * ~1.7x (bench/README.md). The door holds no lock for longer than a queue operation, so running
+ * it last cannot hold up a worker for long.
+ */
+static void door_set_priority(tern_broker_accept_priority prio)
+{
+    int rc = 0;
+    if (prio == TERN_BROKER_ACCEPT_IDLE) {
+        struct sched_param sp = { .sched_priority = 0 };
+        rc = pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
+    } else if (prio == TERN_BROKER_ACCEPT_LOW) {
+        /* On Linux a nice value belongs to a thread: PRIO_PROCESS with the thread's id. */
+        rc = setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19) == 0 ? 0 : errno;
+    }
+    if (rc != 0)
+        tern_logf(TERN_LOG_WARN, "broker", "cannot lower the accepting thread's priority: %s",
+            tern_strerror(-rc));
+}
+
 static void *door_main(void *arg)
 {
     broker_door *d = arg;
     pthread_setname_np(pthread_self(), "tern-door");
+    door_set_priority(d->broker->cfg.accept_priority);
     (void)tern_loop_run(d->loop);
     return NULL;
 }

@@ -3,6 +3,7 @@ connection's first packet and applies admission control, then hands the connecti
 bytes it read, to a worker loop. Whatever way the first bytes arrive (in pieces, together with
 the packets that follow, longer than the door reads), the client must see exactly what it would
 see from a broker that read everything itself; and the door's refusals must be counted."""
+import os
 import time
 
 import pytest
@@ -87,3 +88,30 @@ def test_door_refusals_are_counted(make_broker):
     else:
         raise AssertionError(f"$SYS admission refused never reached {refused}")
     watcher.close()
+
+
+def door_thread(pid: int) -> int:
+    """The thread id of the broker's front door (named tern-door)."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/comm") as f:
+            if f.read().strip() == "tern-door":
+                return int(tid)
+    raise AssertionError("no tern-door thread")
+
+
+@pytest.mark.parametrize("setting", ["default", "low", "normal"])
+def test_accept_priority(make_broker, setting):
+    """broker.accept_priority: the door runs at SCHED_IDLE by default (a loop woken by its
+    client preempts it at once), at nice 19 with low, untouched with normal; it serves either
+    way."""
+    args = [] if setting == "default" else ["--set", f"broker.accept_priority={setting}"]
+    b = make_broker(*args)
+    with Paho(b.port, f"prio-{setting}", V5):
+        tid = door_thread(b.proc.pid)
+        policy = os.sched_getscheduler(tid)
+        if setting == "default":
+            assert policy == os.SCHED_IDLE
+        else:
+            assert policy == os.SCHED_OTHER
+            main = os.getpriority(os.PRIO_PROCESS, b.proc.pid)
+            assert os.getpriority(os.PRIO_PROCESS, tid) == (19 if setting == "low" else main)
