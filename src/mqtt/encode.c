@@ -30,6 +30,8 @@ static int check_props(const tern_mqtt_props *p, unsigned ctx)
         present |= TERN_MQTT_PROP_BIT(TERN_MQTT_PROP_USER);
     if (has_sub_ids(p))
         present |= TERN_MQTT_PROP_BIT(TERN_MQTT_PROP_SUBSCRIPTION_ID);
+    if (!present)
+        return 0; /* the common case (PUBACK, a plain PUBLISH): no table to build */
     return (present & ~tern_mqtt__prop_allowed_mask(ctx)) ? TERN_EINVAL : 0;
 }
 

@@ -420,12 +420,21 @@ bool tern_mqtt_props_sub_id_next(tern_mqtt_iter *it, uint32_t *sub_id)
 
 /* ---- encoding ----------------------------------------------------------------------------- */
 
+/*
+ * Writes the properties in increasing id order, then the subscription identifiers and user
+ * properties (the lists). Only the bits set in present are visited: most packets on the hot
+ * path (PUBACK, a PUBLISH without properties) have none, and this runs two or three times per
+ * encoded packet (size, then write).
+ */
 static void write_body(tern_mqtt__w *w, const tern_mqtt_props *props)
 {
-    for (uint32_t id = 1; id <= TERN_MQTT__PROP_MAX_ID; id++) {
-        if (id == TERN_MQTT_PROP_USER || id == TERN_MQTT_PROP_SUBSCRIPTION_ID)
-            continue;
-        if (!TERN_MQTT_HAS_PROP(props, id) || prop_table[id].type == TERN_MQTT__T_NONE)
+    uint64_t bits = props->present
+        & ~(TERN_MQTT_PROP_BIT(TERN_MQTT_PROP_USER)
+            | TERN_MQTT_PROP_BIT(TERN_MQTT_PROP_SUBSCRIPTION_ID)
+            | UINT64_C(1)); /* id 0 is not a property */
+    for (; bits; bits &= bits - 1) {
+        uint32_t id = (uint32_t)__builtin_ctzll(bits);
+        if (id > TERN_MQTT__PROP_MAX_ID || prop_table[id].type == TERN_MQTT__T_NONE)
             continue;
         tern_mqtt__w_vbi(w, id);
         switch (id) {
