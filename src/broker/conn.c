@@ -94,7 +94,8 @@ void broker_conn_accept(
     }
     tern_loop_io_init(w->loop, &c->io, fd, conn_io_cb, c);
     tern_loop_timer_init(w->loop, &c->timer, conn_timer_cb, c);
-    /* Until its CONNACK the connection is background work for the loop (broker.c, accepts). */
+    /* Until its CONNACK the connection is background work for its loop (loop.h): a TLS
+     * handshake or a CONNECT still arriving waits behind the established clients. */
     if (tern_loop_io_set_background(&c->io, true) != 0
         || tern_loop_io_start(&c->io, TERN_LOOP_READ) != 0) {
         broker_tls_detach(c);
