@@ -16,7 +16,6 @@
 
 #include <pthread.h>
 #include <string.h>
-#include <unistd.h>
 
 typedef struct auth_job {
     struct auth_job *next;
@@ -84,8 +83,7 @@ static void *worker_main(void *arg)
         j->result = tern_broker_auth_verify(w->broker->auth, j->username, j->username_len,
             j->has_password ? j->password : NULL, j->password_len);
         /* c->w never changes, and c stays allocated while its job is out (n_pending). */
-        while (tern_loop_post(j->conn->w->loop, job_done, j) != 0)
-            usleep(1000); /* out of memory: the verdict must still arrive */
+        broker_post_surely(j->conn->w->loop, job_done, j); /* the verdict must arrive */
         pthread_mutex_lock(&w->lock);
     }
     pthread_mutex_unlock(&w->lock);

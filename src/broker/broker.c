@@ -69,6 +69,12 @@ uint64_t broker_now_ms(const tern_broker *b)
     return tern_loop_now_ms(b->holder ? b->holder->loop : b->loop);
 }
 
+void broker_post_surely(tern_loop *loop, tern_loop_post_cb cb, void *arg)
+{
+    while (tern_loop_post(loop, cb, arg) != 0)
+        usleep(1000); /* out of memory: wait for some to be freed */
+}
+
 static void worker_flush_task(tern_loop_task *task)
 {
     broker_worker *w = task->data;
@@ -185,8 +191,7 @@ static void workers_stop(tern_broker *b)
         broker_worker *w = b->workers[i];
         if (!w->has_thread)
             continue;
-        while (tern_loop_post(w->loop, stop_loop_cb, NULL) != 0)
-            usleep(1000);
+        broker_post_surely(w->loop, stop_loop_cb, NULL);
         pthread_join(w->thread, NULL);
         w->has_thread = false;
     }

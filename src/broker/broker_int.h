@@ -284,6 +284,9 @@ uint64_t broker_now_ms(const tern_broker *b);
 /* broker_worker_wake asks w to flush its dirty list: now, at the end of this iteration, when
  * w is the caller's loop; otherwise by a post to w's loop. Under the lock. */
 void broker_worker_wake(tern_broker *b, broker_worker *w);
+/* broker_post_surely is tern_loop_post, retried until it succeeds (it fails only when out of
+ * memory): for posts that must arrive, such as a stop, a verdict or a hand-off. Any thread. */
+void broker_post_surely(tern_loop *loop, tern_loop_post_cb cb, void *arg);
 /* broker_stats_snapshot: tern_broker_get_stats under the lock. */
 void broker_stats_snapshot(const tern_broker *b, tern_broker_stats *out);
 

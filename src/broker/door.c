@@ -154,8 +154,7 @@ static void deal(tern_broker *b, int fd, bool tls, bool admitted, tern_buf *firs
     w->handoff_scheduled = true;
     pthread_mutex_unlock(&w->handoff_mu);
     if (wake)
-        while (tern_loop_post(w->loop, handoffs_wake_cb, w) != 0)
-            usleep(1000); /* out of memory: without the post the queue would wait forever */
+        broker_post_surely(w->loop, handoffs_wake_cb, w); /* or the queue waits forever */
 }
 
 static void door_conn_unlink(door_conn *dc)
@@ -416,17 +415,11 @@ static void door_stop_cb(tern_loop *loop, void *arg)
     tern_loop_stop(loop);
 }
 
-static void door_post(broker_door *d, tern_loop_post_cb cb, tern_broker *b)
-{
-    while (tern_loop_post(d->loop, cb, b) != 0)
-        usleep(1000); /* out of memory: the post must get through, or the door never closes */
-}
-
 void broker_door_close(tern_broker *b)
 {
     broker_door *d = b->door;
     if (d->has_thread)
-        door_post(d, door_close_cb, b);
+        broker_post_surely(d->loop, door_close_cb, b);
     else
         door_close_cb(d->loop, b); /* never started: this thread is the only one */
 }
@@ -437,7 +430,7 @@ void broker_door_free(tern_broker *b)
     if (!d)
         return;
     if (d->has_thread) {
-        door_post(d, door_stop_cb, b);
+        broker_post_surely(d->loop, door_stop_cb, b);
         pthread_join(d->thread, NULL);
         d->has_thread = false;
     } else {
