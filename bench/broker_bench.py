@@ -10,9 +10,16 @@ the medians. It prints ONE JSON line per scenario on stdout:
    "ratio":{"msgs_per_cpu_s":2.3,"delivered_per_s":1.0,"p99":0.8}}
 
 A ratio is tern / mosquitto: above 1 is better for rates and counts per CPU-second, below 1 is
-better for latencies, memory and times. Every raw mqtt_load line, with the broker logs, goes to
-a work directory named on stderr. Builds nothing: run `make` (or `cmake --preset release &&
-cmake --build --preset release`) first; see bench/README.md. Python 3 standard library only.
+better for latencies, memory and times.
+
+The fan-in scenarios also run a control, bench/mqtt_floor: a program that only frames and
+forwards bytes, the least any broker can cost per message on this machine (the kernel's receive
+and send paths). Its line adds "floor":{...} and "floor_ratio": floor / mosquitto (the most any
+broker could reach against Mosquitto here) and tern / floor (how close tern is to that).
+
+Every raw mqtt_load line, with the broker logs, goes to a work directory named on stderr. Builds
+nothing: run `make` (or `cmake --preset release && cmake --build --preset release`) first; see
+bench/README.md. Python 3 standard library only.
 """
 
 import argparse
@@ -39,6 +46,7 @@ SCENARIOS = {
         "full": ["--duration", "8"], "quick": ["--duration", "2", "--warmup", "0.5"],
         "ratios": {"msgs_per_cpu_s": "msgs_per_cpu_s", "delivered_per_s": "delivered_per_s",
                    "p99": "lat_p99_us", "p50": "lat_p50_us"},
+        "floor": True,
     },
     "fanin_qos1": {
         "args": ["--mode", "fanin", "--qos", "1", "--window", "10", "--publishers", "1000",
@@ -46,6 +54,7 @@ SCENARIOS = {
         "full": ["--duration", "8"], "quick": ["--duration", "2", "--warmup", "0.5"],
         "ratios": {"msgs_per_cpu_s": "msgs_per_cpu_s", "delivered_per_s": "delivered_per_s",
                    "p99": "lat_p99_us", "p50": "lat_p50_us", "ack_p99": "ack_p99_us"},
+        "floor": True,
     },
     "fanin_qos0_max": {
         # Offered far above what either broker takes on 2 shared cores: delivered/s is the
@@ -164,6 +173,8 @@ class Broker:
             for kv in self.args.tern_set:
                 cmd += ["--set", kv]
             return cmd
+        if self.kind == "floor":
+            return [self.args.floor, "--listen", str(self.port)]
         conf = os.path.join(self.workdir, f"{self.tag}.mosquitto.conf")
         with open(conf, "w") as f:
             f.write(f"listener {self.port} 127.0.0.1\n"
@@ -287,9 +298,11 @@ def main():
     ap.add_argument("--reps", type=int, default=None, help="repetitions (default 3; quick 1)")
     ap.add_argument("--scenarios", default=",".join(SCENARIOS),
                     help="comma-separated subset of: " + ", ".join(SCENARIOS))
-    ap.add_argument("--brokers", default="tern,mosquitto")
+    ap.add_argument("--brokers", default="tern,mosquitto,floor",
+                    help="of tern, mosquitto, floor (the control; fan-in scenarios only)")
     ap.add_argument("--tern", default=os.path.join(ROOT, "build/bin/tern"))
     ap.add_argument("--load", default=os.path.join(ROOT, "build/bin/mqtt_load"))
+    ap.add_argument("--floor", default=os.path.join(ROOT, "build/bin/mqtt_floor"))
     ap.add_argument("--mosquitto", default=shutil.which("mosquitto") or "/usr/sbin/mosquitto")
     ap.add_argument("--with-log", action="store_true",
                     help="keep tern's default ingest of fleet/+/telemetry into its durable log")
@@ -305,10 +318,11 @@ def main():
         if s not in SCENARIOS:
             ap.error(f"unknown scenario {s}")
     for b in brokers:
-        if b not in ("tern", "mosquitto"):
+        if b not in ("tern", "mosquitto", "floor"):
             ap.error(f"unknown broker {b}")
     need = [args.load] + ([args.tern] if "tern" in brokers else []) + \
-        ([args.mosquitto] if "mosquitto" in brokers else [])
+        ([args.mosquitto] if "mosquitto" in brokers else []) + \
+        ([args.floor] if "floor" in brokers else [])
     for exe in need:
         if not os.access(exe, os.X_OK):
             sys.exit(f"broker_bench: {exe} is missing: build first (see bench/README.md)")
@@ -324,9 +338,10 @@ def main():
     t_start = time.monotonic()
     with open(raw_path, "w") as raw:
         for scenario in scenarios:
-            runs = {b: [] for b in brokers}
+            here = [b for b in brokers if b != "floor" or SCENARIOS[scenario].get("floor")]
+            runs = {b: [] for b in here}
             for rep in range(reps):
-                order = brokers if rep % 2 == 0 else list(reversed(brokers))
+                order = here if rep % 2 == 0 else list(reversed(here))
                 for kind in order:
                     r = run_once(args, scenario, kind, rep, workdir)
                     raw.write(json.dumps(r) + "\n")
@@ -334,11 +349,18 @@ def main():
                     runs[kind].append(r)
             fields = FIELDS[SCENARIOS[scenario]["args"][1].replace("qos1-overload", "fanin")]
             line = {"bench": "broker", "scenario": scenario, "reps": reps}
-            for b in brokers:
+            for b in here:
                 line[b] = median_fields(runs[b], fields)
-            if "tern" in brokers and "mosquitto" in brokers:
+            if "tern" in here and "mosquitto" in here:
                 line["ratio"] = {name: ratio(line["tern"].get(f), line["mosquitto"].get(f))
                                  for name, f in SCENARIOS[scenario]["ratios"].items()}
+            if "floor" in here:
+                cpu = "msgs_per_cpu_s"
+                line["floor_ratio"] = {
+                    "floor_over_mosquitto": ratio(line["floor"].get(cpu),
+                                                  line.get("mosquitto", {}).get(cpu)),
+                    "tern_over_floor": ratio(line.get("tern", {}).get(cpu),
+                                             line["floor"].get(cpu))}
             print(json.dumps(line), flush=True)
     log(f"done in {time.monotonic() - t_start:.0f} s")
 
