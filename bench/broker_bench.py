@@ -15,7 +15,8 @@ better for latencies, memory and times.
 The fan-in scenarios also run a control, bench/mqtt_floor: a program that only frames and
 forwards bytes, the least any broker can cost per message on this machine (the kernel's receive
 and send paths). Its line adds "floor":{...} and "floor_ratio": floor / mosquitto (the most any
-broker could reach against Mosquitto here) and tern / floor (how close tern is to that).
+broker could reach against Mosquitto here), tern / floor (how close tern is to that), and each
+broker's CPU microseconds per message above the floor's: its own work (with their ratio).
 
 Every raw mqtt_load line, with the broker logs, goes to a work directory named on stderr. Builds
 nothing: run `make` (or `cmake --preset release && cmake --build --preset release`) first; see
@@ -292,6 +293,24 @@ def ratio(a, b):
     return round(a / b, 3)
 
 
+def floor_ratios(line):
+    """The control's figures: floor / mosquitto, tern / floor, and each broker's own CPU per
+    message, the microseconds it spends above the floor's (tern's over Mosquitto's: below 1 is
+    better)."""
+    cpu = "msgs_per_cpu_s"
+    per_s = {b: line.get(b, {}).get(cpu) for b in ("tern", "mosquitto", "floor")}
+    out = {"floor_over_mosquitto": ratio(per_s["floor"], per_s["mosquitto"]),
+           "tern_over_floor": ratio(per_s["tern"], per_s["floor"])}
+    if not per_s["floor"]:
+        return out
+    floor_us = 1e6 / per_s["floor"]
+    for b in ("tern", "mosquitto"):
+        if per_s[b]:
+            out[f"{b}_above_floor_us"] = round(1e6 / per_s[b] - floor_us, 3)
+    out["above_floor"] = ratio(out.get("tern_above_floor_us"), out.get("mosquitto_above_floor_us"))
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="~1 minute smoke run (1 rep, small)")
@@ -355,12 +374,7 @@ def main():
                 line["ratio"] = {name: ratio(line["tern"].get(f), line["mosquitto"].get(f))
                                  for name, f in SCENARIOS[scenario]["ratios"].items()}
             if "floor" in here:
-                cpu = "msgs_per_cpu_s"
-                line["floor_ratio"] = {
-                    "floor_over_mosquitto": ratio(line["floor"].get(cpu),
-                                                  line.get("mosquitto", {}).get(cpu)),
-                    "tern_over_floor": ratio(line.get("tern", {}).get(cpu),
-                                             line["floor"].get(cpu))}
+                line["floor_ratio"] = floor_ratios(line)
             print(json.dumps(line), flush=True)
     log(f"done in {time.monotonic() - t_start:.0f} s")
 
