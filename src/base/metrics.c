@@ -332,6 +332,13 @@ void tern_metrics_counter_inc(tern_metrics_counter *c)
     __atomic_fetch_add(&c->value, 1, __ATOMIC_RELAXED);
 }
 
+void tern_metrics_counter_follow(tern_metrics_counter *c, uint64_t *seen, uint64_t total)
+{
+    if (total > *seen)
+        tern_metrics_counter_add(c, total - *seen);
+    *seen = total;
+}
+
 uint64_t tern_metrics_counter_get(const tern_metrics_counter *c)
 {
     return __atomic_load_n(&c->value, __ATOMIC_RELAXED);

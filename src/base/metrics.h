@@ -80,6 +80,12 @@ int tern_metrics_add_histogram(tern_metrics *m, const char *name, const char *he
 /* Hot-path updates: one relaxed atomic operation each. */
 void tern_metrics_counter_add(tern_metrics_counter *c, uint64_t n);
 void tern_metrics_counter_inc(tern_metrics_counter *c);
+/*
+ * tern_metrics_counter_follow mirrors a total counted elsewhere (a module's plain stats field,
+ * copied on a timer): it adds total - *seen when the total grew, and sets *seen = total. A
+ * total that went down (its source was reset) adds nothing, and is followed from there.
+ */
+void tern_metrics_counter_follow(tern_metrics_counter *c, uint64_t *seen, uint64_t total);
 uint64_t tern_metrics_counter_get(const tern_metrics_counter *c);
 void tern_metrics_gauge_set(tern_metrics_gauge *g, int64_t v);
 void tern_metrics_gauge_add(tern_metrics_gauge *g, int64_t delta);

@@ -166,6 +166,12 @@ static int workers_new(tern_broker *b, tern_loop *loop)
             if (rc != 0)
                 return rc;
         }
+        /* before the loop's thread starts, or on it (worker 0: the caller's loop) */
+        char name[32];
+        snprintf(name, sizeof name, "broker-%u", i);
+        int rc = tern_loop_metrics_start(w->loop, b->cfg.metrics, name, &w->loop_metrics);
+        if (rc != 0)
+            return rc;
     }
     return 0;
 }
@@ -209,6 +215,7 @@ static void workers_free(tern_broker *b)
     for (unsigned i = 0; i < b->n_workers; i++) {
         broker_worker *w = b->workers[i];
         tern_loop_cancel(&w->flush_task);
+        tern_loop_metrics_stop(w->loop_metrics);
         broker_handoffs_free(w);
         pthread_mutex_destroy(&w->handoff_mu);
         if (i > 0)

@@ -36,6 +36,7 @@
 #include "broker/deadline.h"
 #include "broker/topic_tree.h"
 #include "loop/loop.h"
+#include "loop/loop_metrics.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -208,7 +209,8 @@ struct broker_worker {
     bool has_thread;
     broker_conn *dirty; /* under the lock: connections this loop flushes, or closes (its own) */
     bool wake_posted;   /* under the lock: a wake-up post is on its way to this loop */
-    tern_loop_task flush_task; /* the end-of-iteration flush (this loop's thread only) */
+    tern_loop_task flush_task;       /* the end-of-iteration flush (this loop's thread only) */
+    tern_loop_metrics *loop_metrics; /* loop="broker-<index>" in the registry */
     /* New connections from the door, a few per iteration (door.c). */
     pthread_mutex_t handoff_mu;
     broker_handoff *handoffs, *handoffs_last;

@@ -46,6 +46,7 @@ typedef struct door_conn {
 struct broker_door {
     tern_broker *broker;
     tern_loop *loop;
+    tern_loop_metrics *loop_metrics; /* loop="door" in the registry */
     pthread_t thread;
     bool has_thread;
     door_conn *pending;
@@ -336,7 +337,11 @@ int broker_door_new(tern_broker *b)
         return TERN_ENOMEM;
     d->broker = b;
     int rc = tern_loop_new(&d->loop);
+    if (rc == 0)
+        rc = tern_loop_metrics_start(d->loop, b->cfg.metrics, "door", &d->loop_metrics);
     if (rc != 0) {
+        if (d->loop)
+            tern_loop_free(d->loop);
         tern_free(d);
         return rc;
     }
@@ -436,6 +441,7 @@ void broker_door_free(tern_broker *b)
     } else {
         door_close_cb(d->loop, b);
     }
+    tern_loop_metrics_stop(d->loop_metrics);
     tern_loop_free(d->loop);
     tern_free(d);
     b->door = NULL;

@@ -113,9 +113,7 @@ static void tick(tern_loop_timer *t)
         if (!sys->handles[i])
             continue;
         if (figures[i].counter) {
-            if (v > sys->last[i])
-                tern_metrics_counter_add(sys->handles[i], v - sys->last[i]);
-            sys->last[i] = v;
+            tern_metrics_counter_follow(sys->handles[i], &sys->last[i], v);
         } else {
             tern_metrics_gauge_set(sys->handles[i], (int64_t)v);
         }

@@ -480,14 +480,11 @@ static void publish_metrics(tern_stream *s)
     for (size_t i = 0; i < 10; i++) {
         if (!s->m_counters[i])
             continue;
-        const uint64_t *a
+        const uint64_t *total
             = (const uint64_t *)(const void *)((const char *)&now + stream_counters[i].offset);
-        const uint64_t *b = (const uint64_t *)(const void *)((const char *)&s->published
-            + stream_counters[i].offset);
-        if (*a > *b)
-            tern_metrics_counter_add(s->m_counters[i], *a - *b);
+        uint64_t *seen = (uint64_t *)(void *)((char *)&s->published + stream_counters[i].offset);
+        tern_metrics_counter_follow(s->m_counters[i], seen, *total);
     }
-    s->published = now;
 }
 
 static void *stream_main(void *arg)

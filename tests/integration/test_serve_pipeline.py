@@ -387,3 +387,35 @@ def test_last_will_fires_an_absence_alert(start, tmp_path):
     fired = json.loads(msgs[0].payload)
     assert fired["state"] == "firing" and fired["device"] == "ev5", fired
     watcher.close()
+
+
+def test_event_loops_on_metrics(start, tmp_path):
+    """Each loop of the broker (broker-0 runs the HTTP API too) and the front door report their
+    statistics on /metrics, refreshed every second."""
+    http = th.free_port()
+    srv = serve(start, tmp_path / "data", http)
+    r = Raw(srv.port, 4)
+    r.connect("looped")
+
+    def figures():
+        with urllib.request.urlopen(f"http://127.0.0.1:{http}/metrics", timeout=30) as resp:
+            text = resp.read().decode()
+        got = {}
+        for line in text.splitlines():
+            if line.startswith("tern_loop_"):
+                name, value = line.rsplit(" ", 1)
+                got[name] = float(value)
+        return got
+
+    def reported():
+        got = figures()
+        ok = (got.get('tern_loop_iterations_total{loop="broker-0"}', 0) > 0
+              and got.get('tern_loop_iterations_total{loop="door"}', 0) > 0
+              and got.get('tern_loop_io_watchers{loop="broker-0"}', 0) >= 1  # the client
+              and 'tern_loop_background_deferred_total{loop="broker-0"}' in got)
+        return ok, got
+    wait_until(reported, "the loops' statistics on /metrics")
+    r.close()
+    text = urllib.request.urlopen(f"http://127.0.0.1:{http}/metrics", timeout=30).read().decode()
+    assert "# TYPE tern_loop_iterations_total counter" in text
+    assert "# TYPE tern_loop_io_watchers gauge" in text

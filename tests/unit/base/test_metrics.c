@@ -77,6 +77,24 @@ static void test_counter_and_gauge_render(void **state)
         "tern_broker_connections -3\n");
 }
 
+/* A counter following a total kept elsewhere: growth is added, a reset source adds nothing. */
+static void test_counter_follow(void **state)
+{
+    (void)state;
+    tern_metrics_counter *c;
+    assert_int_equal(tern_metrics_add_counter(reg, "tern_x_total", "x", NULL, 0, &c), 0);
+    uint64_t seen = 0;
+    tern_metrics_counter_follow(c, &seen, 5);
+    tern_metrics_counter_follow(c, &seen, 5);
+    tern_metrics_counter_follow(c, &seen, 12);
+    assert_int_equal(tern_metrics_counter_get(c), 12);
+    assert_int_equal(seen, 12);
+    tern_metrics_counter_follow(c, &seen, 3); /* the source started again */
+    assert_int_equal(tern_metrics_counter_get(c), 12);
+    tern_metrics_counter_follow(c, &seen, 4);
+    assert_int_equal(tern_metrics_counter_get(c), 13);
+}
+
 static void test_escaping(void **state)
 {
     (void)state;
@@ -217,6 +235,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_counter_and_gauge_render, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_counter_follow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_escaping, setup, teardown),
         cmocka_unit_test_setup_teardown(test_histogram_summary, setup, teardown),
         cmocka_unit_test_setup_teardown(test_validation, setup, teardown),
