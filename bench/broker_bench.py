@@ -88,7 +88,8 @@ SCENARIOS = {
         "quick": ["--connections", "2000", "--calm", "2", "--warmup", "0.5"],
         "admission": True,
         "ratios": {"storm_s": "storm_s", "before_p99": "before_p99_us",
-                   "during_p99": "during_p99_us", "after_p99": "after_p99_us"},
+                   "during_p99": "during_p99_us", "after_p99": "after_p99_us",
+                   "hangup_p99": "hangup_p99_us"},
     },
 }
 
@@ -102,7 +103,7 @@ FIELDS = {
              "rss_after_kb", "bytes_per_conn", "broker_cpu_s", "refused", "dropped"],
     "storm": ["connected", "storm_s", "connects_per_s", "refused", "conn_errors", "max_attempts",
               "before_p50_us", "before_p99_us", "during_p50_us", "during_p99_us",
-              "during_max_us", "after_p99_us", "acked_per_s_calm", "acked_per_s_storm",
+              "during_max_us", "after_p99_us", "hangup_p99_us", "hangup_max_us", "acked_per_s_calm", "acked_per_s_storm",
               "storm_broker_cpu_s", "storm_storm_clients_cpu_s", "pub_dropped", "dropped"],
 }
 

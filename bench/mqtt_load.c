@@ -114,7 +114,7 @@ typedef struct inflight {
 struct gen;
 
 #define TIMELINE_MS 250
-#define TIMELINE_SLOTS 64
+#define TIMELINE_SLOTS 128
 
 typedef struct client {
     tern_loop_io io;
@@ -1367,12 +1367,14 @@ static int run_storm(gen *g)
     tern_histogram *before = tern_malloc(sizeof *before);
     tern_histogram *during = tern_malloc(sizeof *during);
     tern_histogram *after = tern_malloc(sizeof *after);
+    tern_histogram *hangup = tern_malloc(sizeof *hangup);
     report_reader *rr = tern_calloc(1, sizeof *rr);
-    if (!before || !during || !after || !rr)
+    if (!before || !during || !after || !hangup || !rr)
         die("histogram", TERN_ENOMEM);
     tern_histogram_init(before);
     tern_histogram_init(during);
     tern_histogram_init(after);
+    tern_histogram_init(hangup);
     g_report = rr;
 
     g->pubs = clients_new(g, o->publishers, ROLE_PUB, true);
@@ -1420,6 +1422,13 @@ static int run_storm(gen *g)
     uint64_t t2 = now_ns();
     g->ack_cur = after;
     run_for(g, o->calm_s < 2 ? o->calm_s : 2);
+    /* the hang-up: the storm's clients all drop at once (the child exits and the kernel closes
+       its connections), as when a gateway in front of many devices restarts */
+    g->ack_cur = hangup;
+    close(go[1]);
+    go[1] = -1;
+    uint64_t t3 = now_ns();
+    run_for(g, 2);
     tern_loop_timer_stop(&g->pacer);
     g->ack_cur = NULL;
     run_until(g, inflight_empty, deadline_in(o->drain_s));
@@ -1439,6 +1448,8 @@ static int run_storm(gen *g)
     print_hist("before", before);
     print_hist("during", during);
     print_hist("after", after);
+    print_hist("hangup", hangup);
+    printf(",\"hangup_s\":%.3f", secs(now_ns() - t3));
     uint64_t slots = (now_ns() - g->timeline_start_ns) / (TIMELINE_MS * 1000000u);
     printf(",\"max_us_per_%ums\":[", TIMELINE_MS);
     for (uint64_t i = 0; i < slots && i < TIMELINE_SLOTS; i++)
@@ -1456,7 +1467,8 @@ static int run_storm(gen *g)
 out:
     if (rr->io.fd == rep[0])
         tern_loop_io_stop(&rr->io);
-    close(go[1]); /* the child drops its connections and exits */
+    if (go[1] >= 0)
+        close(go[1]); /* the child drops its connections and exits */
     close(rep[0]);
     int wstatus;
     while (waitpid(child, &wstatus, 0) < 0 && errno == EINTR) { }
@@ -1465,6 +1477,7 @@ out:
     tern_free(before);
     tern_free(during);
     tern_free(after);
+    tern_free(hangup);
     return status;
 }
 
