@@ -215,7 +215,7 @@ static void workers_free(tern_broker *b)
     for (unsigned i = 0; i < b->n_workers; i++) {
         broker_worker *w = b->workers[i];
         tern_loop_cancel(&w->flush_task);
-        broker_hangups_cancel(w);
+        broker_closing_cancel(w);
         tern_loop_metrics_stop(w->loop_metrics);
         broker_handoffs_free(w);
         pthread_mutex_destroy(&w->handoff_mu);

@@ -159,8 +159,10 @@ struct broker_conn {
     bool throttled; /* reading stopped: its QoS 1/2 publishes meet a full subscriber queue */
     bool resume;    /* throttled, to be resumed by its own loop's next flush */
     broker_conn *throttle_prev, *throttle_next; /* in the broker's list of throttled ones */
-    bool hung_up; /* the peer closed or the socket failed: on w->hangups, to be closed soon */
-    broker_conn *hangup_prev, *hangup_next;
+    bool close_queued; /* on w->to_close: hung up or timed out, closed soon (conn.c) */
+    bool close_will;   /* ... and how: broker_conn_close's arguments */
+    uint8_t close_reason;
+    broker_conn *close_prev, *close_next;
     bool admitted; /* the door took this connection's admission token (door.c) */
     bool auth_verdict_ready;
     int auth_verdict;        /* the auth worker's result for the parked CONNECT */
@@ -213,9 +215,10 @@ struct broker_worker {
     bool wake_posted;   /* under the lock: a wake-up post is on its way to this loop */
     tern_loop_task flush_task;       /* the end-of-iteration flush (this loop's thread only) */
     tern_loop_metrics *loop_metrics; /* loop="broker-<index>" in the registry */
-    /* Its connections whose peers hung up, closed a few per iteration (conn.c). Under the lock. */
-    broker_conn *hangups, *hangups_last;
-    tern_loop_task hangup_task;
+    /* Its connections that hung up or timed out, closed a few per iteration (conn.c). Under
+       the lock. */
+    broker_conn *to_close, *to_close_last;
+    tern_loop_task close_task;
     /* New connections from the door, a few per iteration (door.c). */
     pthread_mutex_t handoff_mu;
     broker_handoff *handoffs, *handoffs_last;
@@ -309,8 +312,8 @@ void broker_door_close(tern_broker *b);
 void broker_door_free(tern_broker *b);
 /* broker_handoffs_free closes the connections still queued for w (its loop stopped). */
 void broker_handoffs_free(broker_worker *w);
-/* broker_hangups_cancel unqueues w's hang-up task (conn.c), at shutdown. */
-void broker_hangups_cancel(broker_worker *w);
+/* broker_closing_cancel unqueues w's task that closes connections a few at a time (conn.c). */
+void broker_closing_cancel(broker_worker *w);
 /* broker_admit takes a token from the admission bucket (any thread). */
 bool broker_admit(tern_broker *b);
 

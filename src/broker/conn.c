@@ -138,7 +138,7 @@ int broker_conn_send(broker_conn *c, const tern_mqtt_packet *pkt)
 /* The interest follows the state: READ unless paused, WRITE while output is pending. */
 static void update_interest(broker_conn *c)
 {
-    if (c->state == CONN_CLOSED || c->hung_up) /* a hung-up one is not watched any more */
+    if (c->state == CONN_CLOSED || c->close_queued) /* not watched any more */
         return;
     unsigned ev
         = (c->paused || c->throttled ? 0u : TERN_LOOP_READ) | (c->writing ? TERN_LOOP_WRITE : 0u);
@@ -237,67 +237,72 @@ static void conn_finish_close(broker_conn *c);
 static void conn_resume(broker_conn *c);
 
 /*
- * Hang-ups. When many clients vanish at once (a gateway in front of them restarts, a process
- * holding thousands of connections exits), their EOFs arrive together, and closing each one
- * (the session, its will, the socket: on loopback the FIN exchange runs in the broker too) in
- * the iteration that saw it held established clients up for tens of milliseconds. So a hung-up
- * connection stops being watched at once and goes on its worker's list, and a task closes at
- * most HANGUPS_PER_ITERATION of them per iteration, after that iteration's I/O. A connection
- * closed another way meanwhile (takeover, keepalive, shutdown) leaves the list in
- * broker_conn_close.
+ * Closing a few at a time. When thousands of clients vanish at once (a gateway in front of them
+ * restarts, a process holding thousands of connections exits, a cell goes dark and their
+ * keepalives run out together), their EOFs or timeouts come due together, and closing each one
+ * (the session, its will, the socket: on loopback the FIN exchange runs in the broker too) in the
+ * iteration that saw it held established clients up for tens of milliseconds. So such a
+ * connection stops being watched at once and goes on its worker's list with the reason it is
+ * closed for, and a task closes at most CLOSES_PER_ITERATION of them per iteration, after that
+ * iteration's I/O. A connection closed another way meanwhile (takeover, shutdown) leaves the
+ * list in broker_conn_close.
  */
-#define HANGUPS_PER_ITERATION 32
+#define CLOSES_PER_ITERATION 32
 
-static void hangup_unlink(broker_conn *c)
+static void close_unlink(broker_conn *c)
 {
-    if (!c->hung_up)
+    if (!c->close_queued)
         return;
     broker_worker *w = c->w;
-    if (c->hangup_prev)
-        c->hangup_prev->hangup_next = c->hangup_next;
+    if (c->close_prev)
+        c->close_prev->close_next = c->close_next;
     else
-        w->hangups = c->hangup_next;
-    if (c->hangup_next)
-        c->hangup_next->hangup_prev = c->hangup_prev;
+        w->to_close = c->close_next;
+    if (c->close_next)
+        c->close_next->close_prev = c->close_prev;
     else
-        w->hangups_last = c->hangup_prev;
-    c->hangup_prev = c->hangup_next = NULL;
-    c->hung_up = false;
+        w->to_close_last = c->close_prev;
+    c->close_prev = c->close_next = NULL;
+    c->close_queued = false;
 }
 
-static void hangups_task_cb(tern_loop_task *task)
+static void close_task_cb(tern_loop_task *task)
 {
     broker_worker *w = task->data;
     tern_broker *b = w->broker;
     broker_lock(b, w);
-    for (int i = 0; i < HANGUPS_PER_ITERATION && w->hangups; i++)
-        broker_conn_close(w->hangups, 0, true); /* no DISCONNECT came: the will is sent */
-    if (w->hangups)
-        tern_loop_defer(w->loop, &w->hangup_task, hangups_task_cb, w); /* the next iteration */
+    for (int i = 0; i < CLOSES_PER_ITERATION && w->to_close; i++) {
+        broker_conn *c = w->to_close;
+        broker_conn_close(c, c->close_reason, c->close_will); /* unlinks it */
+    }
+    if (w->to_close)
+        tern_loop_defer(w->loop, &w->close_task, close_task_cb, w); /* the next iteration */
     broker_unlock(b);
 }
 
-/* On c's own loop, under the lock: the peer closed or the socket failed. */
-static void conn_hung_up(broker_conn *c)
+/* On c's own loop, under the lock: close c soon, as broker_conn_close(c, reason, will) would. */
+static void conn_close_soon(broker_conn *c, uint8_t reason, bool will)
 {
     broker_worker *w = c->w;
-    if (c->hung_up)
+    if (c->close_queued || c->state == CONN_CLOSED)
         return;
-    tern_loop_io_stop(&c->io); /* its EOF would be reported again at every poll */
-    c->hung_up = true;
-    c->hangup_next = NULL;
-    c->hangup_prev = w->hangups_last;
-    if (w->hangups_last)
-        w->hangups_last->hangup_next = c;
+    tern_loop_io_stop(&c->io); /* an EOF would be reported again at every poll */
+    c->close_queued = true;
+    c->close_reason = reason;
+    c->close_will = will;
+    c->close_next = NULL;
+    c->close_prev = w->to_close_last;
+    if (w->to_close_last)
+        w->to_close_last->close_next = c;
     else
-        w->hangups = c;
-    w->hangups_last = c;
-    tern_loop_defer(w->loop, &w->hangup_task, hangups_task_cb, w);
+        w->to_close = c;
+    w->to_close_last = c;
+    tern_loop_defer(w->loop, &w->close_task, close_task_cb, w);
 }
 
-void broker_hangups_cancel(broker_worker *w)
+void broker_closing_cancel(broker_worker *w)
 {
-    tern_loop_cancel(&w->hangup_task);
+    tern_loop_cancel(&w->close_task);
 }
 static long conn_process_input(broker_conn *c, const uint8_t *data, size_t len);
 
@@ -368,11 +373,11 @@ static void conn_timer_cb(tern_loop_timer *t)
     broker_lock(b, c->w);
     if (c->state == CONN_NEW) {
         TERN_LOG_RATELIMITED(TERN_LOG_INFO, "broker", "%s: no CONNECT in time, closing", c->peer);
-        broker_conn_close(c, 0, false);
+        conn_close_soon(c, 0, false);
     } else if (c->state == CONN_ACTIVE) {
         TERN_LOG(TERN_LOG_DEBUG, "broker", "client '%s': keepalive timeout",
             c->session ? c->session->client_id : "?");
-        broker_conn_close(c, TERN_MQTT_RC_KEEP_ALIVE_TIMEOUT, true);
+        conn_close_soon(c, TERN_MQTT_RC_KEEP_ALIVE_TIMEOUT, true);
     }
     broker_unlock(b);
 }
@@ -477,7 +482,7 @@ void broker_conn_close(broker_conn *c, uint8_t reason, bool will)
     c->state = CONN_CLOSED;
     dirty_unlink(c);
     throttle_unlink(c);
-    hangup_unlink(c);
+    close_unlink(c);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -636,7 +641,7 @@ static bool conn_input(broker_conn *c, ssize_t n, int err)
     tern_broker *b = c->broker;
     uint8_t *scratch = c->w->scratch;
     if (n == 0) {
-        conn_hung_up(c); /* peer closed without DISCONNECT: will is sent */
+        conn_close_soon(c, 0, true); /* peer closed without DISCONNECT: will is sent */
         return false;
     }
     if (n < 0) {
@@ -647,7 +652,7 @@ static bool conn_input(broker_conn *c, ssize_t n, int err)
                 set_write_interest(c, true);
             return false;
         }
-        conn_hung_up(c);
+        conn_close_soon(c, 0, true);
         return false;
     }
     b->stats.bytes_received += (uint64_t)n;

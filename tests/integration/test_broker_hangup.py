@@ -1,12 +1,13 @@
 """tern broker: many clients hanging up at once (a gateway in front of them restarts, a process
-holding their connections exits). tern stops watching a hung-up connection at once and closes a
-few per loop iteration (src/broker/conn.c, "Hang-ups"), so established clients keep being
-served; whatever the pace, every connection that died without DISCONNECT must have its will
-published exactly once, and a client that reconnects at once must find its session."""
+holding their connections exits, their keepalives run out together). tern stops watching such a
+connection at once and closes a few per loop iteration (src/broker/conn.c, "Closing a few at a
+time"), so established clients keep being served; whatever the pace, every connection that died
+without DISCONNECT must have its will published exactly once, a 5.0 client timed out must still
+be told why, and a client that reconnects at once must find its session."""
 import time
 
 from broker_fixture import (CONNACK, PUBLISH, SUBACK, V3, Paho, Raw, broker,  # noqa: F401
-                            connect_packet, make_broker, subscribe_packet)
+                            connect_packet, expect_disconnect, make_broker, subscribe_packet)
 
 N_CLIENTS = 300
 
@@ -90,3 +91,30 @@ def test_connections_gauge_returns_after_a_mass_hangup(make_broker):
             if p.type == PUBLISH and p.payload == b"1":  # the watcher alone
                 return
         raise AssertionError("$SYS/broker/clients/connected never came back to 1")
+
+
+def test_keepalives_running_out_together(broker):
+    """Clients that connected together and then go silent (a cell goes dark) time out together:
+    each 5.0 client still gets DISCONNECT 0x8D (Keep Alive timeout) before its socket closes, and
+    every will is published once."""
+    n = 100
+    with Paho(broker.port, "will-watcher-3", V3) as watcher:
+        assert watcher.subscribe("hangup/will3", qos=1) == [1]
+        clients = []
+        for i in range(n):
+            version = 5 if i % 2 else 4
+            r = Raw(broker.port, version)
+            r.send(connect_packet(f"silent-{i}", version=version, keepalive=1,
+                                  will=("hangup/will3", f"silent-{i}".encode(), 1, False)))
+            clients.append(r)
+        for r in clients:
+            assert r.expect(CONNACK).reason == 0
+        for r in clients:  # 1.5 x the keepalive later, all at once
+            got = r.wait_closed(timeout=30)
+            if r.version == 5:
+                expect_disconnect(got, 0x8D)
+            else:
+                assert got == []
+            r.close()
+        wills = watcher.wait_messages(n, topic="hangup/will3")
+        assert sorted(m.payload for m in wills) == sorted(f"silent-{i}".encode() for i in range(n))
