@@ -304,6 +304,7 @@ void broker_closing_cancel(broker_worker *w)
 {
     tern_loop_cancel(&w->close_task);
 }
+
 static long conn_process_input(broker_conn *c, const uint8_t *data, size_t len);
 
 /*
