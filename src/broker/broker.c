@@ -159,6 +159,8 @@ static int workers_new(tern_broker *b, tern_loop *loop)
         w->broker = b;
         w->index = i;
         pthread_mutex_init(&w->handoff_mu, NULL);
+        tern_list_init(&w->dirty);
+        tern_list_init(&w->to_close);
         if (i == 0) {
             w->loop = loop;
         } else {
@@ -235,7 +237,7 @@ static void deadline_tick_cb(tern_loop_timer *t)
     broker_lock(b, b->workers[0]);
     uint64_t now = tern_loop_now_ms(b->loop);
     broker_deadline_fire_due(&b->deadlines, now);
-    if (b->throttled && now - b->throttled_since_ms >= BROKER_THROTTLE_MAX_MS)
+    if (!tern_list_empty(&b->throttled) && now - b->throttled_since_ms >= BROKER_THROTTLE_MAX_MS)
         broker_conn_unthrottle_all(b); /* push-back is bounded in time (conn.c) */
     broker_unlock(b);
 }
@@ -316,6 +318,9 @@ int tern_broker_new(tern_loop *loop, const tern_broker_config *cfg, tern_broker 
         return TERN_ENOMEM;
     pthread_mutex_init(&b->lock, NULL);
     pthread_mutex_init(&b->admission_mu, NULL);
+    tern_list_init(&b->conns);
+    tern_list_init(&b->closed);
+    tern_list_init(&b->throttled);
     b->loop = loop;
     b->cfg = *cfg;
     b->listen_copy = copy_strings(cfg->listen, cfg->n_listen);
@@ -395,8 +400,9 @@ void tern_broker_shutdown(tern_broker *b)
     if (!b->shutting_down && b->door)
         broker_door_close(b); /* the listeners are the door's */
     b->shutting_down = true;
-    while (b->conns)
-        broker_conn_close(b->conns, TERN_MQTT_RC_SERVER_SHUTTING_DOWN, false);
+    for (tern_list *l; (l = tern_list_first(&b->conns)) != NULL;)
+        broker_conn_close(
+            TERN_LIST_ENTRY(l, broker_conn, link), TERN_MQTT_RC_SERVER_SHUTTING_DOWN, false);
     broker_unlock(b);
 }
 
@@ -413,9 +419,10 @@ void tern_broker_free(tern_broker *b)
     if (b->workers)
         tern_loop_timer_stop(&b->deadline_tick);
     broker_sys_stop(b);
-    while (b->closed) {
-        tern_loop_cancel(&b->closed->free_task);
-        broker_conn_release(b->closed);
+    for (tern_list *l; (l = tern_list_first(&b->closed)) != NULL;) {
+        broker_conn *c = TERN_LIST_ENTRY(l, broker_conn, link);
+        tern_loop_cancel(&c->free_task);
+        broker_conn_release(c);
     }
     broker_store_close(b); /* before the sessions go: their destruction is not a deletion */
     if (b->sessions)

@@ -32,6 +32,7 @@
 #include "base/alloc.h"
 #include "base/buf.h"
 #include "base/error.h"
+#include "base/list.h"
 #include "base/token_bucket.h"
 #include "broker/deadline.h"
 #include "broker/topic_tree.h"
@@ -147,22 +148,20 @@ struct broker_conn {
     tern_loop_timer timer; /* CONNECT timeout, then keepalive */
     tern_loop_task free_task;
     tern_broker *broker;
-    broker_worker *w;         /* the worker (loop) that owns this connection, for its whole life */
-    broker_conn *prev, *next; /* in the broker's list of open, then of closed connections */
+    broker_worker *w; /* the worker (loop) that owns this connection, for its whole life */
+    tern_list link;   /* in the broker's list of open (b->conns), then of closed connections */
     int fd;
     uint8_t state;
     uint8_t version; /* 0 until CONNECT */
     bool will_pending;
     bool writing;   /* WRITE interest armed */
-    bool dirty;     /* on its worker's list to flush (or, once CLOSED, to finish closing) */
     bool paused;    /* reading stopped: a CONNECT waits for the auth worker */
     bool throttled; /* reading stopped: its QoS 1/2 publishes meet a full subscriber queue */
     bool resume;    /* throttled, to be resumed by its own loop's next flush */
-    broker_conn *throttle_prev, *throttle_next; /* in the broker's list of throttled ones */
-    bool close_queued; /* on w->to_close: hung up or timed out, closed soon (conn.c) */
-    bool close_will;   /* ... and how: broker_conn_close's arguments */
+    tern_list throttle_link; /* in the broker's list of throttled ones (b->throttled) */
+    tern_list close_link;    /* on w->to_close: hung up or timed out, closed soon (conn.c) */
+    bool close_will;         /* ... and how: broker_conn_close's arguments */
     uint8_t close_reason;
-    broker_conn *close_prev, *close_next;
     bool admitted; /* the door took this connection's admission token (door.c) */
     bool auth_verdict_ready;
     int auth_verdict;        /* the auth worker's result for the parked CONNECT */
@@ -170,7 +169,7 @@ struct broker_conn {
     size_t parked_len;
     const uint8_t *cur_packet; /* bytes of the packet being handled (borrowed) */
     size_t cur_packet_len;
-    broker_conn *dirty_prev, *dirty_next;
+    tern_list dirty_link;    /* on dirty_on->dirty: to flush (or, once CLOSED, finish closing) */
     broker_worker *dirty_on; /* whose dirty list c is on (while dirty) */
     uint16_t keepalive_s;
     char peer[48];
@@ -211,13 +210,13 @@ struct broker_worker {
     unsigned index;
     pthread_t thread;
     bool has_thread;
-    broker_conn *dirty; /* under the lock: connections this loop flushes, or closes (its own) */
-    bool wake_posted;   /* under the lock: a wake-up post is on its way to this loop */
+    tern_list dirty;  /* under the lock: connections this loop flushes, or closes (its own) */
+    bool wake_posted; /* under the lock: a wake-up post is on its way to this loop */
     tern_loop_task flush_task;       /* the end-of-iteration flush (this loop's thread only) */
     tern_loop_metrics *loop_metrics; /* loop="broker-<index>" in the registry */
     /* Its connections that hung up or timed out, closed a few per iteration (conn.c). Under
        the lock. */
-    broker_conn *to_close, *to_close_last;
+    tern_list to_close;
     tern_loop_task close_task;
     /* New connections from the door, a few per iteration (door.c). */
     pthread_mutex_t handoff_mu;
@@ -253,9 +252,9 @@ struct tern_broker {
     size_t *ingest_len; /* ingest_copy[i]'s length: matched against every publish */
     broker_listener *listeners;
     size_t n_listeners;
-    broker_conn *conns;          /* open connections */
-    broker_conn *closed;         /* closed, waiting for their deferred free */
-    broker_conn *throttled;      /* publishers paused by full subscriber queues (see session.c) */
+    tern_list conns;             /* open connections (broker_conn.link) */
+    tern_list closed;            /* closed, waiting for their deferred free (broker_conn.link) */
+    tern_list throttled;         /* publishers paused by full subscriber queues (see session.c) */
     broker_conn *origin;         /* the connection whose publish is being routed; NULL otherwise */
     uint64_t throttled_since_ms; /* when the throttled list last became non-empty */
     uint32_t n_conns;

@@ -40,14 +40,7 @@ void broker_conn_release(broker_conn *c)
     /* A completion can release c in the loop pass that closed it, with its free task still
      * queued: the task must not run on freed memory. */
     tern_loop_cancel(&c->free_task);
-    /* Off the broker's list of closed connections. */
-    tern_broker *b = c->broker;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        b->closed = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    tern_list_unlink(&c->link); /* off the broker's list of closed connections */
     tern_buf_free(&c->in);
     tern_buf_free(&c->out);
     if (c->alias_in) {
@@ -104,10 +97,7 @@ void broker_conn_accept(
         return;
     }
     tern_loop_timer_start(&c->timer, b->cfg.connect_timeout_ms, 0);
-    c->next = b->conns;
-    if (b->conns)
-        b->conns->prev = c;
-    b->conns = c;
+    tern_list_push_front(&b->conns, &c->link);
     b->n_conns++;
     c->admitted = admitted;
     if (first->len) {
@@ -138,7 +128,7 @@ int broker_conn_send(broker_conn *c, const tern_mqtt_packet *pkt)
 /* The interest follows the state: READ unless paused, WRITE while output is pending. */
 static void update_interest(broker_conn *c)
 {
-    if (c->state == CONN_CLOSED || c->close_queued) /* not watched any more */
+    if (c->state == CONN_CLOSED || tern_list_linked(&c->close_link)) /* not watched any more */
         return;
     unsigned ev
         = (c->paused || c->throttled ? 0u : TERN_LOOP_READ) | (c->writing ? TERN_LOOP_WRITE : 0u);
@@ -203,33 +193,24 @@ void broker_conn_flush(broker_conn *c)
         broker_conn_close(c, 0, true);
 }
 
+static bool conn_dirty(const broker_conn *c)
+{
+    return tern_list_linked(&c->dirty_link);
+}
+
 static void dirty_unlink(broker_conn *c)
 {
-    if (!c->dirty)
-        return;
-    if (c->dirty_prev)
-        c->dirty_prev->dirty_next = c->dirty_next;
-    else
-        c->dirty_on->dirty = c->dirty_next;
-    if (c->dirty_next)
-        c->dirty_next->dirty_prev = c->dirty_prev;
-    c->dirty = false;
-    c->dirty_prev = c->dirty_next = NULL;
+    tern_list_unlink(&c->dirty_link);
 }
 
 /* Puts c on w's list (off any other first) and makes sure w flushes it soon. */
 static void dirty_link(broker_conn *c, broker_worker *w)
 {
-    if (c->dirty && c->dirty_on == w)
+    if (conn_dirty(c) && c->dirty_on == w)
         return;
     dirty_unlink(c);
-    c->dirty = true;
     c->dirty_on = w;
-    c->dirty_prev = NULL;
-    c->dirty_next = w->dirty;
-    if (w->dirty)
-        w->dirty->dirty_prev = c;
-    w->dirty = c;
+    tern_list_push_front(&w->dirty, &c->dirty_link);
     broker_worker_wake(c->broker, w);
 }
 
@@ -249,21 +230,9 @@ static void conn_resume(broker_conn *c);
  */
 #define CLOSES_PER_ITERATION 32
 
-static void close_unlink(broker_conn *c)
+static bool close_queued(const broker_conn *c)
 {
-    if (!c->close_queued)
-        return;
-    broker_worker *w = c->w;
-    if (c->close_prev)
-        c->close_prev->close_next = c->close_next;
-    else
-        w->to_close = c->close_next;
-    if (c->close_next)
-        c->close_next->close_prev = c->close_prev;
-    else
-        w->to_close_last = c->close_prev;
-    c->close_prev = c->close_next = NULL;
-    c->close_queued = false;
+    return tern_list_linked(&c->close_link);
 }
 
 static void close_task_cb(tern_loop_task *task)
@@ -271,11 +240,12 @@ static void close_task_cb(tern_loop_task *task)
     broker_worker *w = task->data;
     tern_broker *b = w->broker;
     broker_lock(b, w);
-    for (int i = 0; i < CLOSES_PER_ITERATION && w->to_close; i++) {
-        broker_conn *c = w->to_close;
+    tern_list *l;
+    for (int i = 0; i < CLOSES_PER_ITERATION && (l = tern_list_first(&w->to_close)) != NULL; i++) {
+        broker_conn *c = TERN_LIST_ENTRY(l, broker_conn, close_link);
         broker_conn_close(c, c->close_reason, c->close_will); /* unlinks it */
     }
-    if (w->to_close)
+    if (!tern_list_empty(&w->to_close))
         tern_loop_defer(w->loop, &w->close_task, close_task_cb, w); /* the next iteration */
     broker_unlock(b);
 }
@@ -284,19 +254,12 @@ static void close_task_cb(tern_loop_task *task)
 static void conn_close_soon(broker_conn *c, uint8_t reason, bool will)
 {
     broker_worker *w = c->w;
-    if (c->close_queued || c->state == CONN_CLOSED)
+    if (close_queued(c) || c->state == CONN_CLOSED)
         return;
     tern_loop_io_stop(&c->io); /* an EOF would be reported again at every poll */
-    c->close_queued = true;
     c->close_reason = reason;
     c->close_will = will;
-    c->close_next = NULL;
-    c->close_prev = w->to_close_last;
-    if (w->to_close_last)
-        w->to_close_last->close_next = c;
-    else
-        w->to_close = c;
-    w->to_close_last = c;
+    tern_list_push_back(&w->to_close, &c->close_link);
     tern_loop_defer(w->loop, &w->close_task, close_task_cb, w);
 }
 
@@ -321,11 +284,12 @@ void broker_worker_flush(broker_worker *w)
         if (!b->store_failed)
             tern_logf(TERN_LOG_ERROR, "broker", "journal failed: closing every connection");
         b->store_failed = true;
-        while (b->conns)
-            broker_conn_close(b->conns, TERN_MQTT_RC_UNSPECIFIED, false);
+        for (tern_list *l; (l = tern_list_first(&b->conns)) != NULL;)
+            broker_conn_close(
+                TERN_LIST_ENTRY(l, broker_conn, link), TERN_MQTT_RC_UNSPECIFIED, false);
     }
-    while (w->dirty) {
-        broker_conn *c = w->dirty;
+    for (tern_list *l; (l = tern_list_first(&w->dirty)) != NULL;) {
+        broker_conn *c = TERN_LIST_ENTRY(l, broker_conn, dirty_link);
         dirty_unlink(c);
         if (c->state == CONN_CLOSED) {
             conn_finish_close(c); /* closed by another loop: its socket is this loop's */
@@ -348,12 +312,12 @@ void broker_worker_flush(broker_worker *w)
  */
 void broker_conn_mark_dirty(broker_conn *c)
 {
-    if (c->dirty || c->state == CONN_CLOSED)
+    if (conn_dirty(c) || c->state == CONN_CLOSED)
         return;
     tern_broker *b = c->broker;
     /* A non-empty list means a flush of that loop is already due (every link wakes it, and a
      * flush empties the list): joining it costs nothing and sends c's output once. */
-    bool own = c->ssl || c->writing || !b->holder || c->w->dirty;
+    bool own = c->ssl || c->writing || !b->holder || !tern_list_empty(&c->w->dirty);
     dirty_link(c, own ? c->w : b->holder);
 }
 
@@ -395,14 +359,7 @@ static void throttle_unlink(broker_conn *c)
 {
     if (!c->throttled)
         return;
-    tern_broker *b = c->broker;
-    if (c->throttle_prev)
-        c->throttle_prev->throttle_next = c->throttle_next;
-    else
-        b->throttled = c->throttle_next;
-    if (c->throttle_next)
-        c->throttle_next->throttle_prev = c->throttle_prev;
-    c->throttle_prev = c->throttle_next = NULL;
+    tern_list_unlink(&c->throttle_link);
     c->throttled = false;
     c->resume = false;
 }
@@ -414,13 +371,9 @@ void broker_conn_throttle(broker_conn *c)
     if (c->throttled || c->state == CONN_CLOSED)
         return;
     c->throttled = true;
-    if (!b->throttled)
+    if (tern_list_empty(&b->throttled))
         b->throttled_since_ms = broker_now_ms(b);
-    c->throttle_prev = NULL;
-    c->throttle_next = b->throttled;
-    if (b->throttled)
-        b->throttled->throttle_prev = c;
-    b->throttled = c;
+    tern_list_push_front(&b->throttled, &c->throttle_link);
     b->stats.publishers_throttled++;
     update_interest(c);
 }
@@ -428,7 +381,8 @@ void broker_conn_throttle(broker_conn *c)
 void broker_conn_unthrottle_all(tern_broker *b)
 {
     b->throttled_since_ms = broker_now_ms(b);
-    for (broker_conn *c = b->throttled; c; c = c->throttle_next) {
+    for (tern_list *l = tern_list_first(&b->throttled); l; l = tern_list_next(&b->throttled, l)) {
+        broker_conn *c = TERN_LIST_ENTRY(l, broker_conn, throttle_link);
         if (c->resume)
             continue;
         c->resume = true;
@@ -483,14 +437,8 @@ void broker_conn_close(broker_conn *c, uint8_t reason, bool will)
     c->state = CONN_CLOSED;
     dirty_unlink(c);
     throttle_unlink(c);
-    close_unlink(c);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        b->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    c->prev = c->next = NULL;
+    tern_list_unlink(&c->close_link);
+    tern_list_unlink(&c->link); /* off the open connections */
     b->n_conns--;
     if (was_active) {
         b->stats.connections--;
@@ -522,10 +470,7 @@ static void conn_finish_close(broker_conn *c)
     close(c->fd);
     c->fd = -1;
     /* Kept on the closed list until freed, so tern_broker_free can reach it. */
-    c->next = b->closed;
-    if (b->closed)
-        b->closed->prev = c;
-    b->closed = c;
+    tern_list_push_front(&b->closed, &c->link);
     c->finished = true;
     tern_loop_defer(c->w->loop, &c->free_task, conn_free_task, c);
 }

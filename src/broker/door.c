@@ -39,7 +39,7 @@ typedef struct door_conn {
     tern_loop_io io;
     tern_loop_timer timer; /* the CONNECT timeout */
     broker_door *door;
-    struct door_conn *prev, *next;
+    tern_list link; /* in door->pending */
     tern_buf in;
 } door_conn;
 
@@ -49,7 +49,7 @@ struct broker_door {
     tern_loop_metrics *loop_metrics; /* loop="door" in the registry */
     pthread_t thread;
     bool has_thread;
-    door_conn *pending;
+    tern_list pending; /* connections waiting for their first packet (door_conn.link) */
     uint8_t scratch[DOOR_MAX_FIRST_PACKET];
 };
 
@@ -160,13 +160,7 @@ static void deal(tern_broker *b, int fd, bool tls, bool admitted, tern_buf *firs
 
 static void door_conn_unlink(door_conn *dc)
 {
-    broker_door *d = dc->door;
-    if (dc->prev)
-        dc->prev->next = dc->next;
-    else
-        d->pending = dc->next;
-    if (dc->next)
-        dc->next->prev = dc->prev;
+    tern_list_unlink(&dc->link);
     tern_loop_io_stop(&dc->io);
     tern_loop_timer_stop(&dc->timer);
 }
@@ -287,10 +281,7 @@ static void door_conn_new(broker_door *d, int fd)
         return;
     }
     tern_loop_timer_start(&dc->timer, d->broker->cfg.connect_timeout_ms, 0);
-    dc->next = d->pending;
-    if (d->pending)
-        d->pending->prev = dc;
-    d->pending = dc;
+    tern_list_push_front(&d->pending, &dc->link);
 }
 
 static void listener_cb(tern_loop_io *io, unsigned events)
@@ -336,6 +327,7 @@ int broker_door_new(tern_broker *b)
     if (!d)
         return TERN_ENOMEM;
     d->broker = b;
+    tern_list_init(&d->pending);
     int rc = tern_loop_new(&d->loop);
     if (rc == 0)
         rc = tern_loop_metrics_start(d->loop, b->cfg.metrics, "door", &d->loop_metrics);
@@ -410,8 +402,8 @@ static void door_close_cb(tern_loop *loop, void *arg)
             close(l->fd);
         l->fd = -1;
     }
-    while (d->pending)
-        door_conn_done(d->pending, false, false);
+    for (tern_list *l; (l = tern_list_first(&d->pending)) != NULL;)
+        door_conn_done(TERN_LIST_ENTRY(l, door_conn, link), false, false);
 }
 
 static void door_stop_cb(tern_loop *loop, void *arg)
