@@ -68,6 +68,20 @@ static inline void tern_list_unlink(tern_list *node)
     node->prev = node->next = NULL;
 }
 
+/* tern_list_take moves every node of from, in order, onto to (which it initializes); from is
+   left empty. */
+static inline void tern_list_take(tern_list *from, tern_list *to)
+{
+    tern_list_init(to);
+    if (tern_list_empty(from))
+        return;
+    to->next = from->next;
+    to->prev = from->prev;
+    to->next->prev = to;
+    to->prev->next = to;
+    tern_list_init(from);
+}
+
 /* tern_list_first: the first node, or NULL if the list is empty. */
 static inline tern_list *tern_list_first(const tern_list *head)
 {

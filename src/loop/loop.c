@@ -25,44 +25,6 @@
 
 /* ---- intrusive lists --------------------------------------------------------------------- */
 
-static void list_init(tern_loop_link *head)
-{
-    head->prev = head->next = head;
-}
-
-static bool list_empty(const tern_loop_link *head)
-{
-    return head->next == head;
-}
-
-static void list_append(tern_loop_link *head, tern_loop_link *node)
-{
-    node->prev = head->prev;
-    node->next = head;
-    head->prev->next = node;
-    head->prev = node;
-}
-
-static void list_unlink(tern_loop_link *node)
-{
-    node->prev->next = node->next;
-    node->next->prev = node->prev;
-    node->prev = node->next = NULL;
-}
-
-/* list_take moves every node of from onto the empty list to; from is left empty. */
-static void list_take(tern_loop_link *from, tern_loop_link *to)
-{
-    list_init(to);
-    if (list_empty(from))
-        return;
-    to->next = from->next;
-    to->prev = from->prev;
-    to->next->prev = to;
-    to->prev->next = to;
-    list_init(from);
-}
-
 /* ---- clock ------------------------------------------------------------------------------- */
 
 uint64_t tern_loop_now_ms(const tern_loop *loop)
@@ -245,7 +207,7 @@ static void wheel_file(tern_loop *loop, tern_loop_timer *t, uint64_t due)
     if (delta < TERN_LOOP_L0_SLOTS) {
         unsigned i = (unsigned)(e & (TERN_LOOP_L0_SLOTS - 1));
         loop->l0_bits[i / 64] |= (uint64_t)1 << (i % 64);
-        list_append(&loop->l0[i], &t->link);
+        tern_list_push_back(&loop->l0[i], &t->link);
         return;
     }
     int level = 1;
@@ -253,7 +215,7 @@ static void wheel_file(tern_loop *loop, tern_loop_timer *t, uint64_t due)
         level++;
     unsigned i = (unsigned)((e >> level_shift(level)) & (TERN_LOOP_LN_SLOTS - 1));
     loop->ln_bits[level - 1] |= (uint64_t)1 << i;
-    list_append(&loop->ln[level - 1][i], &t->link);
+    tern_list_push_back(&loop->ln[level - 1][i], &t->link);
 }
 
 /*
@@ -269,7 +231,7 @@ static int l0_next(tern_loop *loop, unsigned from)
         while (bits) {
             unsigned b = (unsigned)__builtin_ctzll(bits);
             unsigned i = w * 64 + b;
-            if (!list_empty(&loop->l0[i]))
+            if (!tern_list_empty(&loop->l0[i]))
                 return (int)i;
             loop->l0_bits[w] &= ~((uint64_t)1 << b);
             bits &= bits - 1;
@@ -286,7 +248,7 @@ static int ln_next(tern_loop *loop, int level, unsigned from)
         bits &= pass == 0 ? ~(uint64_t)0 << from : ~(~(uint64_t)0 << from);
         while (bits) {
             unsigned i = (unsigned)__builtin_ctzll(bits);
-            if (!list_empty(&loop->ln[level - 1][i]))
+            if (!tern_list_empty(&loop->ln[level - 1][i]))
                 return (int)i;
             loop->ln_bits[level - 1] &= ~((uint64_t)1 << i);
             bits &= bits - 1;
@@ -335,12 +297,12 @@ static void cascade(tern_loop *loop, uint64_t tick)
 {
     for (int level = 1; level < TERN_LOOP_LEVELS; level++) {
         unsigned i = (unsigned)((tick >> level_shift(level)) & (TERN_LOOP_LN_SLOTS - 1));
-        tern_loop_link local;
-        list_take(&loop->ln[level - 1][i], &local);
+        tern_list local;
+        tern_list_take(&loop->ln[level - 1][i], &local);
         loop->ln_bits[level - 1] &= ~((uint64_t)1 << i);
-        while (!list_empty(&local)) {
+        while (!tern_list_empty(&local)) {
             tern_loop_timer *t = CONTAINER_OF(local.next, tern_loop_timer, link);
-            list_unlink(&t->link);
+            tern_list_unlink(&t->link);
             wheel_file(loop, t, t->due_ms); /* the true deadline: lazy resets land here */
         }
         if (i != 0)
@@ -352,13 +314,13 @@ static void cascade(tern_loop *loop, uint64_t tick)
 static uint64_t fire_slot(tern_loop *loop, unsigned i, uint64_t tick, uint64_t now)
 {
     uint64_t ran = 0;
-    tern_loop_link local;
-    list_take(&loop->l0[i], &local);
+    tern_list local;
+    tern_list_take(&loop->l0[i], &local);
     loop->l0_bits[i / 64] &= ~((uint64_t)1 << (i % 64));
     /* Callbacks may stop (unlink) or reset any timer still on local: both are list-safe. */
-    while (!list_empty(&local)) {
+    while (!tern_list_empty(&local)) {
         tern_loop_timer *t = CONTAINER_OF(local.next, tern_loop_timer, link);
-        list_unlink(&t->link);
+        tern_list_unlink(&t->link);
         if (t->due_ms > tick) { /* reset to later since it was filed: re-file lazily */
             wheel_file(loop, t, t->due_ms);
             continue;
@@ -441,7 +403,7 @@ void tern_loop_timer_start(tern_loop_timer *timer, uint64_t timeout_ms, uint32_t
             timer->due_ms = due;
             return;
         }
-        list_unlink(&timer->link);
+        tern_list_unlink(&timer->link);
     } else {
         timer->active = true;
         loop->stats.n_timers++;
@@ -454,7 +416,7 @@ void tern_loop_timer_stop(tern_loop_timer *timer)
 {
     if (!timer->active)
         return;
-    list_unlink(&timer->link);
+    tern_list_unlink(&timer->link);
     timer->active = false;
     timer->loop->stats.n_timers--;
 }
@@ -480,7 +442,7 @@ void tern_loop_defer(tern_loop *loop, tern_loop_task *task, tern_loop_task_cb cb
         return;
     task->loop = loop;
     task->queued = true;
-    list_append(&loop->tasks, &task->link);
+    tern_list_push_back(&loop->tasks, &task->link);
     loop->stats.n_tasks++;
 }
 
@@ -488,7 +450,7 @@ void tern_loop_cancel(tern_loop_task *task)
 {
     if (!task->queued)
         return;
-    list_unlink(&task->link);
+    tern_list_unlink(&task->link);
     task->queued = false;
     task->loop->stats.n_tasks--;
 }
@@ -496,11 +458,11 @@ void tern_loop_cancel(tern_loop_task *task)
 static uint64_t run_tasks(tern_loop *loop)
 {
     uint64_t ran = 0;
-    tern_loop_link local;
-    list_take(&loop->tasks, &local); /* tasks deferred from here on wait for the next pass */
-    while (!list_empty(&local)) {
+    tern_list local;
+    tern_list_take(&loop->tasks, &local); /* tasks deferred from here on wait for the next pass */
+    while (!tern_list_empty(&local)) {
         tern_loop_task *task = CONTAINER_OF(local.next, tern_loop_task, link);
-        list_unlink(&task->link);
+        tern_list_unlink(&task->link);
         task->queued = false;
         loop->stats.n_tasks--;
         ran++;
@@ -575,12 +537,12 @@ static void sig_cb(tern_loop_io *io, unsigned events)
             break;
         /* Call each watcher once, moving it back before its callback so that it may stop
            itself or any other watcher, and a watcher started now waits for the next signal. */
-        tern_loop_link local;
-        list_take(&loop->sig_watchers[signum], &local);
-        while (!list_empty(&local)) {
-            tern_loop_link *link = local.next;
-            list_unlink(link);
-            list_append(&loop->sig_watchers[signum], link);
+        tern_list local;
+        tern_list_take(&loop->sig_watchers[signum], &local);
+        while (!tern_list_empty(&local)) {
+            tern_list *link = local.next;
+            tern_list_unlink(link);
+            tern_list_push_back(&loop->sig_watchers[signum], link);
             tern_loop_signal *sig = CONTAINER_OF(link, tern_loop_signal, link);
             loop->ran_internal++;
             sig->cb(sig, signum);
@@ -666,7 +628,7 @@ int tern_loop_signal_start(tern_loop_signal *sig, int signum)
         loop->sig_mask = mask;
     }
     tern_loop_signal_stop(sig); /* a restart moves the watcher to the new signal */
-    list_append(&loop->sig_watchers[signum], &sig->link);
+    tern_list_push_back(&loop->sig_watchers[signum], &sig->link);
     loop->sig_count[signum]++;
     sig->signum = signum;
     loop->stats.n_signals++;
@@ -679,7 +641,7 @@ void tern_loop_signal_stop(tern_loop_signal *sig)
         return;
     tern_loop *loop = sig->loop;
     int signum = sig->signum;
-    list_unlink(&sig->link);
+    tern_list_unlink(&sig->link);
     sig->signum = 0;
     loop->stats.n_signals--;
     if (--loop->sig_count[signum] == 0)
@@ -695,13 +657,13 @@ int tern_loop_new(tern_loop **out)
     if (!loop)
         return TERN_ENOMEM;
     for (unsigned i = 0; i < TERN_LOOP_L0_SLOTS; i++)
-        list_init(&loop->l0[i]);
+        tern_list_init(&loop->l0[i]);
     for (int l = 0; l < TERN_LOOP_LEVELS - 1; l++)
         for (unsigned i = 0; i < TERN_LOOP_LN_SLOTS; i++)
-            list_init(&loop->ln[l][i]);
-    list_init(&loop->tasks);
+            tern_list_init(&loop->ln[l][i]);
+    tern_list_init(&loop->tasks);
     for (int s = 0; s < NSIG; s++)
-        list_init(&loop->sig_watchers[s]);
+        tern_list_init(&loop->sig_watchers[s]);
     sigemptyset(&loop->sig_mask);
     sigemptyset(&loop->sig_we_blocked);
     loop->wake_fd = -1;
@@ -738,11 +700,11 @@ fail:
 }
 
 /* forget_timers marks every timer on list as stopped (tern_loop_free). */
-static void forget_timers(tern_loop_link *head)
+static void forget_timers(tern_list *head)
 {
-    while (!list_empty(head)) {
+    while (!tern_list_empty(head)) {
         tern_loop_timer *t = CONTAINER_OF(head->next, tern_loop_timer, link);
-        list_unlink(&t->link);
+        tern_list_unlink(&t->link);
         t->active = false;
     }
 }
@@ -752,7 +714,7 @@ void tern_loop_free(tern_loop *loop)
     if (!loop)
         return;
     for (int s = 1; s < NSIG; s++)
-        while (!list_empty(&loop->sig_watchers[s]))
+        while (!tern_list_empty(&loop->sig_watchers[s]))
             tern_loop_signal_stop(CONTAINER_OF(loop->sig_watchers[s].next, tern_loop_signal, link));
     for (size_t fd = 0; fd < loop->n_slots; fd++)
         if (loop->slots[fd].io)
@@ -762,7 +724,7 @@ void tern_loop_free(tern_loop *loop)
     for (int l = 0; l < TERN_LOOP_LEVELS - 1; l++)
         for (unsigned i = 0; i < TERN_LOOP_LN_SLOTS; i++)
             forget_timers(&loop->ln[l][i]);
-    while (!list_empty(&loop->tasks))
+    while (!tern_list_empty(&loop->tasks))
         tern_loop_cancel(CONTAINER_OF(loop->tasks.next, tern_loop_task, link));
     tern_loop_post_node *node = loop->post_head;
     while (node) {
@@ -781,7 +743,7 @@ void tern_loop_free(tern_loop *loop)
 
 static int poll_timeout(tern_loop *loop, int timeout_ms)
 {
-    if (loop->stop || !list_empty(&loop->tasks))
+    if (loop->stop || !tern_list_empty(&loop->tasks))
         return 0;
     uint64_t wake = next_wake(loop);
     if (wake == UINT64_MAX)

@@ -35,15 +35,12 @@
 #ifndef TERN_LOOP_LOOP_H
 #define TERN_LOOP_LOOP_H
 
+#include "base/list.h" /* the links of timers, tasks and signal watchers (private to the loop) */
+
 #include <stdbool.h>
 #include <stdint.h>
 
 typedef struct tern_loop tern_loop;
-
-/* An intrusive doubly-linked list node. Private: the loop owns it while the struct is active. */
-typedef struct tern_loop_link {
-    struct tern_loop_link *prev, *next;
-} tern_loop_link;
 
 /* ---- the loop ---------------------------------------------------------------------------- */
 
@@ -191,7 +188,7 @@ typedef void (*tern_loop_timer_cb)(tern_loop_timer *timer);
 struct tern_loop_timer {
     void *data; /* the caller's */
     /* private */
-    tern_loop_link link; /* in a wheel slot while active */
+    tern_list link; /* in a wheel slot while active */
     tern_loop *loop;
     tern_loop_timer_cb cb;
     uint64_t due_ms;   /* the true deadline */
@@ -247,7 +244,7 @@ typedef void (*tern_loop_task_cb)(tern_loop_task *task);
 struct tern_loop_task {
     void *data; /* the caller's */
     /* private */
-    tern_loop_link link;
+    tern_list link;
     tern_loop *loop;
     tern_loop_task_cb cb;
     bool queued;
@@ -288,7 +285,7 @@ struct tern_loop_signal {
     void *data; /* the caller's */
     int signum; /* read-only: the signal watched, 0 when stopped */
     /* private */
-    tern_loop_link link;
+    tern_list link;
     tern_loop *loop;
     tern_loop_signal_cb cb;
 };

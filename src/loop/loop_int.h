@@ -70,13 +70,13 @@ struct tern_loop {
 
     /* Timers. wheel_ms is the next tick to process: every timer due before it has fired. */
     uint64_t wheel_ms;
-    tern_loop_link l0[TERN_LOOP_L0_SLOTS];
-    tern_loop_link ln[TERN_LOOP_LEVELS - 1][TERN_LOOP_LN_SLOTS];
+    tern_list l0[TERN_LOOP_L0_SLOTS];
+    tern_list ln[TERN_LOOP_LEVELS - 1][TERN_LOOP_LN_SLOTS];
     uint64_t l0_bits[TERN_LOOP_L0_SLOTS / 64]; /* bit set: that slot's list is not empty */
     uint64_t ln_bits[TERN_LOOP_LEVELS - 1];
 
     /* Deferred tasks. */
-    tern_loop_link tasks;
+    tern_list tasks;
 
     /* Cross-thread posts: a mutex-protected FIFO plus the backend's wake-up descriptor. */
     pthread_mutex_t post_mu;
@@ -89,7 +89,7 @@ struct tern_loop {
     tern_loop_io sig_io;
     sigset_t sig_mask;
     sigset_t sig_we_blocked;
-    tern_loop_link sig_watchers[NSIG];
+    tern_list sig_watchers[NSIG];
     uint32_t sig_count[NSIG]; /* watchers per signal, including any being called right now */
 
     /* Background watchers dispatched per iteration at most (tern_loop_set_background_budget),

@@ -1,7 +1,8 @@
 /*
  * test_list.c: the intrusive list: order of push_back / push_front, unlinking from the middle,
  * the ends and the only node without the head, membership of zeroed and unlinked nodes, an
- * unlink of an unlinked node, iteration, and a node moving between two lists.
+ * unlink of an unlinked node, iteration, a node moving between two lists, and taking a whole
+ * list.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -87,11 +88,31 @@ static void test_move_between_lists(void **state)
     assert_true(tern_list_empty(&b));
 }
 
+static void test_take(void **state)
+{
+    (void)state;
+    tern_list from, to;
+    tern_list_init(&from);
+    tern_list_take(&from, &to); /* empty onto empty */
+    assert_true(tern_list_empty(&to));
+    item it[3] = { { .id = 1 }, { .id = 2 }, { .id = 3 } };
+    for (int i = 0; i < 3; i++)
+        tern_list_push_back(&from, &it[i].link);
+    tern_list_take(&from, &to);
+    assert_true(tern_list_empty(&from));
+    assert_string_equal(ids(&to), "1,2,3");
+    item fresh = { .id = 9 };
+    tern_list_push_back(&from, &fresh.link); /* from is an empty list again, ready for use */
+    assert_string_equal(ids(&from), "9");
+    assert_string_equal(ids(&to), "1,2,3");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_order_and_unlink),
         cmocka_unit_test(test_move_between_lists),
+        cmocka_unit_test(test_take),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
