@@ -108,8 +108,7 @@ typedef struct broker_out {
     uint64_t store_id; /* journaled (persistent session, QoS > 0); 0 otherwise */
     uint32_t n_sub_ids;
     uint32_t sub_ids[4]; /* subscription identifiers of the matching subscriptions (5.0) */
-    struct broker_out *next;
-    struct broker_out *prev;
+    tern_list link;      /* in its session's out list */
 } broker_out;
 
 enum { OUT_QUEUED = 0, OUT_WAIT_PUBACK, OUT_WAIT_PUBREC, OUT_WAIT_PUBCOMP };
@@ -124,8 +123,8 @@ struct broker_session {
     uint32_t expiry_s;
     uint64_t offline_since_ms;
     tern_topic_subscriber subscriber; /* its subscriptions in the broker's topic tree */
-    /* Outgoing QoS 1/2: in-flight in send order, then queued. */
-    broker_out *out_head, *out_tail;
+    /* Outgoing QoS 1/2: in-flight in send order, then queued (broker_out.link; see out_first). */
+    tern_list out;
     uint32_t n_inflight;
     uint32_t n_queued;
     uint16_t next_packet_id;
@@ -138,6 +137,19 @@ struct broker_session {
     broker_deadline will_due;
     bool pressured; /* a publisher is throttled because this session's queue was full */
 };
+
+/* The first of s's outgoing messages, and the one after o: NULL at the end. */
+static inline broker_out *out_first(const broker_session *s)
+{
+    tern_list *l = tern_list_first(&s->out);
+    return l ? TERN_LIST_ENTRY(l, broker_out, link) : NULL;
+}
+
+static inline broker_out *out_next(const broker_session *s, const broker_out *o)
+{
+    tern_list *l = tern_list_next(&s->out, &o->link);
+    return l ? TERN_LIST_ENTRY(l, broker_out, link) : NULL;
+}
 
 /* ---- connections ------------------------------------------------------------------------- */
 

@@ -77,6 +77,7 @@ int broker_session_create(tern_broker *b, const char *client_id, broker_session 
     s->broker = b;
     s->subscriber.ctx = s;
     s->next_packet_id = 1;
+    tern_list_init(&s->out);
     uint32_t k = bucket_of(b, client_id);
     s->hash_next = b->sessions[k];
     b->sessions[k] = s;
@@ -89,14 +90,7 @@ int broker_session_create(tern_broker *b, const char *client_id, broker_session 
 static void out_unlink(broker_session *s, broker_out *o)
 {
     broker_store_out_del(s->broker, o);
-    if (o->prev)
-        o->prev->next = o->next;
-    else
-        s->out_head = o->next;
-    if (o->next)
-        o->next->prev = o->prev;
-    else
-        s->out_tail = o->prev;
+    tern_list_unlink(&o->link);
     if (o->state == OUT_QUEUED)
         s->n_queued--;
     else
@@ -125,11 +119,9 @@ void broker_session_destroy(tern_broker *b, broker_session *s)
     tern_topic_tree_remove_all(b->subs, &s->subscriber);
     b->stats.subscriptions = tern_topic_tree_count(b->subs);
     broker_deadline_disarm(&b->deadlines, &s->expiry);
-    broker_out *o = s->out_head;
-    while (o) {
-        broker_out *next = o->next;
+    for (broker_out *o = out_first(s), *next; o; o = next) {
+        next = out_next(s, o);
         out_free(o);
-        o = next;
     }
     tern_free(s->qos2_in);
     tern_free(s->client_id);
@@ -177,7 +169,7 @@ static uint16_t next_packet_id(broker_session *s)
         if (s->next_packet_id == 0)
             s->next_packet_id = 1;
         bool used = false;
-        for (broker_out *o = s->out_head; o && o->state != OUT_QUEUED; o = o->next) {
+        for (broker_out *o = out_first(s); o && o->state != OUT_QUEUED; o = out_next(s, o)) {
             if (o->packet_id == id) {
                 used = true;
                 break;
@@ -334,11 +326,11 @@ void broker_session_pump(tern_broker *b, broker_session *s)
         return;
     uint32_t window = window_of(b, s);
     uint64_t now = broker_now_ms(b);
-    broker_out *o = s->out_head;
+    broker_out *o = out_first(s);
     while (o && o->state != OUT_QUEUED)
-        o = o->next;
+        o = out_next(s, o);
     while (o && s->n_inflight < window) {
-        broker_out *next = o->next;
+        broker_out *next = out_next(s, o);
         if (broker_msg_expired(o->msg, now)) {
             out_unlink(s, o);
             out_free(o);
@@ -359,8 +351,8 @@ void broker_session_pump(tern_broker *b, broker_session *s)
 
 void broker_session_resend(tern_broker *b, broker_session *s)
 {
-    for (broker_out *o = s->out_head; o && o->state != OUT_QUEUED;) {
-        broker_out *next = o->next;
+    for (broker_out *o = out_first(s); o && o->state != OUT_QUEUED;) {
+        broker_out *next = out_next(s, o);
         send_out(b, s, o, true);
         o = next;
     }
@@ -369,7 +361,7 @@ void broker_session_resend(tern_broker *b, broker_session *s)
 /* Make room in a full queue: drop the oldest queued QoS 0 message. */
 static bool drop_one_qos0(tern_broker *b, broker_session *s)
 {
-    for (broker_out *o = s->out_head; o; o = o->next) {
+    for (broker_out *o = out_first(s); o; o = out_next(s, o)) {
         if (o->state == OUT_QUEUED && o->qos == 0) {
             out_unlink(s, o);
             out_free(o);
@@ -469,12 +461,7 @@ broker_out *broker_session_restore_out(broker_session *s, broker_msg *m, uint8_t
     o->n_sub_ids = n_sub_ids > 4 ? 4 : n_sub_ids;
     for (uint32_t i = 0; i < o->n_sub_ids; i++)
         o->sub_ids[i] = sub_ids[i];
-    o->prev = s->out_tail;
-    if (s->out_tail)
-        s->out_tail->next = o;
-    else
-        s->out_head = o;
-    s->out_tail = o;
+    tern_list_push_back(&s->out, &o->link);
     s->n_queued++;
     return o;
 }
@@ -499,7 +486,7 @@ void broker_session_drop_out(broker_session *s, broker_out *o)
 int broker_session_acked(
     tern_broker *b, broker_session *s, uint8_t type, uint16_t packet_id, uint8_t reason)
 {
-    for (broker_out *o = s->out_head; o && o->state != OUT_QUEUED; o = o->next) {
+    for (broker_out *o = out_first(s); o && o->state != OUT_QUEUED; o = out_next(s, o)) {
         if (o->packet_id != packet_id)
             continue;
         if (type == TERN_MQTT_PUBACK && o->state == OUT_WAIT_PUBACK) {

@@ -392,7 +392,7 @@ static int compact(tern_broker *b)
             for (uint32_t id = 0; s->qos2_in && id <= UINT16_MAX; id++)
                 if (s->qos2_in[id >> 3] & (1u << (id & 7)))
                     write_qos2(st, &out, s, (uint16_t)id, true);
-            for (broker_out *o = s->out_head; o; o = o->next) {
+            for (broker_out *o = out_first(s); o; o = out_next(s, o)) {
                 if (o->qos == 0)
                     continue;
                 write_out(b, &out, s, o);
