@@ -14,6 +14,7 @@
 #include "api/http_int.h"
 #include "base/alloc.h"
 #include "base/error.h"
+#include "base/list.h"
 #include "base/log.h"
 #include "loop/net.h"
 
@@ -55,7 +56,7 @@ typedef struct http_conn {
     tern_loop_timer timer;
     tern_loop_task proc_task; /* continue with buffered input after an async answer */
     tern_loop_task free_task;
-    struct http_conn *prev, *next; /* srv->conns, then srv->closed */
+    tern_list link; /* srv->conns, then srv->closed */
     tern_buf in;
     size_t in_off;    /* bytes of in already consumed */
     size_t head_scan; /* bytes of the pending head already searched for its end */
@@ -94,8 +95,8 @@ struct tern_http_server {
     tern_loop_timer backoff;
     http_route *routes;
     size_t n_routes;
-    http_conn *conns;
-    http_conn *closed;
+    tern_list conns;  /* open connections (http_conn.link) */
+    tern_list closed; /* closed, waiting for their deferred free */
     tern_http_stats stats;
     tern_metrics_counter *m_requests, *m_bytes_in, *m_bytes_out, *m_timeouts, *m_rejected;
     tern_metrics_gauge *m_conns;
@@ -152,6 +153,8 @@ int tern_http_server_new(tern_loop *loop, const tern_http_config *cfg, tern_http
         return TERN_ENOMEM;
     s->loop = loop;
     s->cfg = c;
+    tern_list_init(&s->conns);
+    tern_list_init(&s->closed);
     s->listen_fd = -1;
     tern_loop_timer_init(loop, &s->backoff, backoff_cb, s);
     int rc = add_counter(
@@ -181,13 +184,7 @@ int tern_http_server_new(tern_loop *loop, const tern_http_config *cfg, tern_http
 
 static void conn_free(http_conn *c)
 {
-    tern_http_server *s = c->srv;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        s->closed = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    tern_list_unlink(&c->link);
     tern_buf_free(&c->in);
     tern_buf_free(&c->out);
     tern_free(c);
@@ -197,11 +194,12 @@ void tern_http_server_free(tern_http_server *s)
 {
     if (!s)
         return;
-    while (s->conns)
-        conn_close(s->conns);
-    while (s->closed) {
-        tern_loop_cancel(&s->closed->free_task);
-        conn_free(s->closed);
+    for (tern_list *l; (l = tern_list_first(&s->conns)) != NULL;)
+        conn_close(TERN_LIST_ENTRY(l, http_conn, link));
+    for (tern_list *l; (l = tern_list_first(&s->closed)) != NULL;) {
+        http_conn *c = TERN_LIST_ENTRY(l, http_conn, link);
+        tern_loop_cancel(&c->free_task);
+        conn_free(c);
     }
     if (s->listen_fd >= 0) {
         tern_loop_io_stop(&s->listen_io);
@@ -733,19 +731,10 @@ static void conn_close(http_conn *c)
             req_free(c->req);
         c->req = NULL;
     }
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        s->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    tern_list_unlink(&c->link);
     s->stats.connections--;
     tern_metrics_gauge_add(s->m_conns, -1);
-    c->prev = NULL;
-    c->next = s->closed;
-    if (s->closed)
-        s->closed->prev = c;
-    s->closed = c;
+    tern_list_push_front(&s->closed, &c->link);
     tern_loop_defer(s->loop, &c->free_task, conn_free_task, c);
 }
 
@@ -1154,10 +1143,7 @@ static void conn_new(tern_http_server *s, int fd)
     }
     (void)tern_net_set_nodelay(fd, true);
     tern_loop_timer_start(&c->timer, s->cfg.idle_timeout_ms, 0);
-    c->next = s->conns;
-    if (s->conns)
-        s->conns->prev = c;
-    s->conns = c;
+    tern_list_push_front(&s->conns, &c->link);
     s->stats.connections++;
     s->stats.accepted++;
     tern_metrics_gauge_add(s->m_conns, 1);

@@ -215,6 +215,8 @@ static void get_opts(const tern_topic_sub *s, tern_topic_sub_opts *o)
     o->subscription_id = s->e.sub_id;
 }
 
+/* A node's entries are a NULL-terminated list behind one pointer, not base/list.h's two-pointer
+ * sentinel: there is a node per topic level, and their size is part of every connection's. */
 static void list_unlink(entry **head, entry *e)
 {
     if (e->prev)
