@@ -1428,7 +1428,9 @@ static int run_storm(gen *g)
     close(go[1]);
     go[1] = -1;
     uint64_t t3 = now_ns();
+    cpu_mark ch0 = cpu_now(g);
     run_for(g, 2);
+    cpu_mark ch1 = cpu_now(g);
     tern_loop_timer_stop(&g->pacer);
     g->ack_cur = NULL;
     run_until(g, inflight_empty, deadline_in(o->drain_s));
@@ -1460,6 +1462,9 @@ static int run_storm(gen *g)
     printf("},\"storm\":{");
     print_cpu("", &cs0, &cs1, 0);
     printf(",\"storm_clients_cpu_s\":%.3f}", r->cpu_s);
+    printf(",\"hangup\":{");
+    print_cpu("", &ch0, &ch1, 0);
+    printf("}");
     printf(",\"refused\":%" PRIu64 ",\"conn_errors\":%" PRIu64 ",\"retries\":%" PRIu64
            ",\"max_attempts\":%" PRIu64 ",\"dropped\":%" PRIu64 ",\"fatal\":%" PRIu64 "}\n",
         r->refused, r->conn_errors, r->retries, r->max_attempts, r->dropped, r->fatal);
