@@ -103,8 +103,10 @@ FIELDS = {
              "rss_after_kb", "bytes_per_conn", "broker_cpu_s", "refused", "dropped"],
     "storm": ["connected", "storm_s", "connects_per_s", "refused", "conn_errors", "max_attempts",
               "before_p50_us", "before_p99_us", "during_p50_us", "during_p99_us",
-              "during_max_us", "after_p99_us", "hangup_p99_us", "hangup_max_us", "acked_per_s_calm", "acked_per_s_storm",
-              "storm_broker_cpu_s", "storm_storm_clients_cpu_s", "pub_dropped", "dropped"],
+              "during_max_us", "after_p99_us", "hangup_p99_us", "hangup_max_us",
+              "acked_per_s_calm", "acked_per_s_storm",
+              "storm_broker_cpu_s", "storm_storm_clients_cpu_s", "hangup_broker_cpu_s",
+              "pub_dropped", "dropped"],
 }
 
 
@@ -257,7 +259,7 @@ def run_once(args, scenario, kind, rep, workdir):
     finally:
         rc = broker.stop()
     # flatten the storm's nested CPU objects
-    for phase in ("calm", "storm"):
+    for phase in ("calm", "storm", "hangup"):
         if isinstance(result.get(phase), dict):
             for k, v in result.pop(phase).items():
                 result[f"{phase}_{k}"] = v
