@@ -19,6 +19,9 @@
  *
  * Usage: mqtt_floor --listen PORT   (binds 127.0.0.1; runs until SIGTERM or SIGINT)
  */
+#include "base/error.h"
+#include "mqtt/mqtt.h"
+
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -107,22 +110,6 @@ static void client_close(floor_client *c)
     free(c);
 }
 
-/* Reads the remaining-length varint at p[0..n); returns header bytes used, 0 if partial, -1 bad. */
-static int frame_header(const uint8_t *p, size_t n, size_t *body)
-{
-    size_t v = 0;
-    for (int i = 1; i <= 4; i++) {
-        if ((size_t)i >= n)
-            return 0;
-        v |= (size_t)(p[i] & 0x7f) << (7 * (i - 1));
-        if (!(p[i] & 0x80)) {
-            *body = v;
-            return i + 1;
-        }
-    }
-    return -1;
-}
-
 /* Handles one whole packet p[0..n) (hdr bytes of fixed header); false: close the client. */
 static bool on_packet(floor_client *c, const uint8_t *p, size_t n, size_t hdr)
 {
@@ -164,11 +151,11 @@ static bool on_packet(floor_client *c, const uint8_t *p, size_t n, size_t hdr)
             return false;
         size_t off = 2;
         if (c->v5) {
-            size_t plen;
-            int used = frame_header(body + off - 1, blen - off + 1, &plen);
-            if (used <= 0)
+            uint32_t plen;
+            size_t used;
+            if (tern_mqtt_vbi_decode(body + off, blen - off, &plen, &used) != 0)
                 return false;
-            off += (size_t)used - 1 + plen;
+            off += used + plen;
         }
         if (off + 2 > blen)
             return false;
@@ -203,15 +190,17 @@ static size_t on_bytes(floor_client *c, const uint8_t *p, size_t n)
 {
     size_t off = 0;
     while (off < n) {
-        size_t body;
-        int hdr = frame_header(p + off, n - off, &body);
-        if (hdr < 0)
-            return SIZE_MAX;
-        if (hdr == 0 || n - off < (size_t)hdr + body)
+        size_t plen;
+        int rc = tern_mqtt_frame(p + off, n - off, 0, &plen);
+        if (rc == TERN_EPARTIAL)
             break;
-        if (!on_packet(c, p + off, (size_t)hdr + body, (size_t)hdr))
+        uint32_t body;
+        size_t vbi;
+        if (rc != 0 || tern_mqtt_vbi_decode(p + off + 1, plen - 1, &body, &vbi) != 0)
             return SIZE_MAX;
-        off += (size_t)hdr + body;
+        if (!on_packet(c, p + off, plen, 1 + vbi))
+            return SIZE_MAX;
+        off += plen;
     }
     return off;
 }

@@ -166,10 +166,13 @@ struct broker_conn {
     uint8_t state;
     uint8_t version; /* 0 until CONNECT */
     bool will_pending;
-    bool writing;   /* WRITE interest armed */
-    bool paused;    /* reading stopped: a CONNECT waits for the auth worker */
-    bool throttled; /* reading stopped: its QoS 1/2 publishes meet a full subscriber queue */
-    bool resume;    /* throttled, to be resumed by its own loop's next flush */
+    bool writing; /* WRITE interest armed */
+    bool paused;  /* reading stopped: a CONNECT waits for the auth worker */
+    /* reading stopped: its QoS 1/2 publishes meet a full subscriber queue. A flag beside
+       throttle_link, not derived from it: the owning loop reads it before taking the lock, and
+       a neighbour's unlink rewrites the links under the lock. */
+    bool throttled;
+    bool resume;             /* throttled, to be resumed by its own loop's next flush */
     tern_list throttle_link; /* in the broker's list of throttled ones (b->throttled) */
     tern_list close_link;    /* on w->to_close: hung up or timed out, closed soon (conn.c) */
     bool close_will;         /* ... and how: broker_conn_close's arguments */

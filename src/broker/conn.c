@@ -125,10 +125,21 @@ int broker_conn_send(broker_conn *c, const tern_mqtt_packet *pkt)
     return rc;
 }
 
+/* Which of its worker's lists c is on says what state it is in (under the lock). */
+static bool conn_dirty(const broker_conn *c) /* output to flush, or a close to finish */
+{
+    return tern_list_linked(&c->dirty_link);
+}
+
+static bool close_queued(const broker_conn *c) /* hung up or timed out: closed soon */
+{
+    return tern_list_linked(&c->close_link);
+}
+
 /* The interest follows the state: READ unless paused, WRITE while output is pending. */
 static void update_interest(broker_conn *c)
 {
-    if (c->state == CONN_CLOSED || tern_list_linked(&c->close_link)) /* not watched any more */
+    if (c->state == CONN_CLOSED || close_queued(c)) /* not watched any more */
         return;
     unsigned ev
         = (c->paused || c->throttled ? 0u : TERN_LOOP_READ) | (c->writing ? TERN_LOOP_WRITE : 0u);
@@ -193,11 +204,6 @@ void broker_conn_flush(broker_conn *c)
         broker_conn_close(c, 0, true);
 }
 
-static bool conn_dirty(const broker_conn *c)
-{
-    return tern_list_linked(&c->dirty_link);
-}
-
 static void dirty_unlink(broker_conn *c)
 {
     tern_list_unlink(&c->dirty_link);
@@ -229,11 +235,6 @@ static void conn_resume(broker_conn *c);
  * list in broker_conn_close.
  */
 #define CLOSES_PER_ITERATION 32
-
-static bool close_queued(const broker_conn *c)
-{
-    return tern_list_linked(&c->close_link);
-}
 
 static void close_task_cb(tern_loop_task *task)
 {
