@@ -342,7 +342,18 @@ void broker_conn_accept(
 /* broker_worker_flush commits the journal, then flushes w's dirty connections and finishes
  * closing the ones closed from other loops. w's thread, under the lock. */
 void broker_worker_flush(broker_worker *w);
-/* broker_conn_send appends a packet to the connection's output; 0 or TERN_ENOMEM. */
+/*
+ * broker_encode_within appends pkt to out in no more than limit bytes (0: no limit), the
+ * client's Maximum Packet Size (5.0 3.1.2.11.4: the server never sends more). A packet too long
+ * is written again without its Reason String and User Properties, the properties every packet
+ * may leave out to fit; if it still does not fit, out is unchanged and the result is
+ * TERN_ETOOBIG. Not for PUBLISH, which may not lose properties: one that does not fit is
+ * discarded by its sender (session.c). Otherwise 0 or tern_mqtt_encode's error.
+ */
+int broker_encode_within(
+    tern_buf *out, uint8_t version, uint32_t limit, const tern_mqtt_packet *pkt);
+/* broker_conn_send appends a packet to the connection's output, within the client's Maximum
+ * Packet Size (broker_encode_within): 0, TERN_ETOOBIG (not sent) or TERN_ENOMEM. */
 int broker_conn_send(broker_conn *c, const tern_mqtt_packet *pkt);
 /* broker_conn_mark_dirty schedules a flush of c at the end of this loop iteration. */
 void broker_conn_mark_dirty(broker_conn *c);

@@ -114,12 +114,60 @@ size_t broker_conn_out_pending(const broker_conn *c)
     return c->out.len - c->out_off;
 }
 
+/* The properties of pkt that it may shed to fit a limit (NULL: none, or not this packet). */
+static tern_mqtt_props *sheddable_props(tern_mqtt_packet *pkt)
+{
+    switch (pkt->type) {
+    case TERN_MQTT_CONNACK:
+        return &pkt->u.connack.props;
+    case TERN_MQTT_PUBACK:
+    case TERN_MQTT_PUBREC:
+    case TERN_MQTT_PUBREL:
+    case TERN_MQTT_PUBCOMP:
+        return &pkt->u.ack.props;
+    case TERN_MQTT_SUBACK:
+    case TERN_MQTT_UNSUBACK:
+        return &pkt->u.suback.props;
+    case TERN_MQTT_DISCONNECT:
+        return &pkt->u.disconnect.props;
+    case TERN_MQTT_AUTH:
+        return &pkt->u.auth.props;
+    default:
+        return NULL;
+    }
+}
+
+int broker_encode_within(
+    tern_buf *out, uint8_t version, uint32_t limit, const tern_mqtt_packet *pkt)
+{
+    size_t before = out->len;
+    int rc = tern_mqtt_encode(out, version, pkt);
+    if (rc != 0 || limit == 0 || out->len - before <= limit)
+        return rc;
+    out->len = before;
+    tern_mqtt_packet lean = *pkt;
+    tern_mqtt_props *pr = sheddable_props(&lean);
+    if (!pr)
+        return TERN_ETOOBIG;
+    pr->present &= ~TERN_MQTT_PROP_BIT(TERN_MQTT_PROP_REASON_STRING);
+    pr->user = NULL;
+    pr->n_user = 0;
+    pr->raw = NULL; /* the encoder would copy user properties from a decoded packet's bytes */
+    pr->raw_len = 0;
+    rc = tern_mqtt_encode(out, version, &lean);
+    if (rc != 0 || out->len - before <= limit)
+        return rc;
+    out->len = before;
+    return TERN_ETOOBIG;
+}
+
 int broker_conn_send(broker_conn *c, const tern_mqtt_packet *pkt)
 {
     if (c->state == CONN_CLOSED)
         return TERN_ECLOSED;
     size_t before = c->out.len;
-    int rc = tern_mqtt_encode(&c->out, c->version ? c->version : TERN_MQTT_V311, pkt);
+    int rc = broker_encode_within(
+        &c->out, c->version ? c->version : TERN_MQTT_V311, c->client_max_packet, pkt);
     if (rc == 0)
         c->broker->stats.bytes_sent += c->out.len - before;
     return rc;

@@ -188,14 +188,19 @@ bool broker_admit(tern_broker *b)
 }
 
 /* Refuses an over-rate CONNECT: the CONNACK, sent straight to the socket, then close. */
-static void door_refuse(door_conn *dc, uint8_t version)
+static void door_refuse(door_conn *dc, const tern_mqtt_connect *connect)
 {
+    uint8_t version = connect->version;
+    uint32_t limit = version == TERN_MQTT_V5
+            && TERN_MQTT_HAS_PROP(&connect->props, TERN_MQTT_PROP_MAX_PACKET_SIZE)
+        ? connect->props.max_packet_size
+        : 0;
     tern_broker *b = dc->door->broker;
     tern_mqtt_packet ack;
     tern_buf out;
     tern_buf_init(&out);
     if (broker_connack_refusal(&ack, version, TERN_MQTT_RC_CONNECTION_RATE_EXCEEDED)
-        && tern_mqtt_encode(&out, version, &ack) == 0) {
+        && broker_encode_within(&out, version, limit, &ack) == 0) {
         /* A fresh socket's buffer takes a few bytes; if not, the client sees the close. */
         ssize_t n = send(dc->io.fd, out.data, out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n > 0)
@@ -229,7 +234,7 @@ static void door_conn_examine(door_conn *dc)
         return;
     }
     if (!broker_admit(b)) {
-        door_refuse(dc, pkt.u.connect.version);
+        door_refuse(dc, &pkt.u.connect);
         return;
     }
     door_conn_done(dc, true, true);

@@ -50,6 +50,16 @@ static int refuse(broker_conn *c, uint8_t reason_v5)
     return 0;
 }
 
+/* Whether the CONNACK, shed of what it may lose, fits the client's Maximum Packet Size. */
+static bool connack_fits(broker_conn *c, const tern_mqtt_packet *ack)
+{
+    tern_buf probe;
+    tern_buf_init(&probe);
+    int rc = broker_encode_within(&probe, c->version, c->client_max_packet, ack);
+    tern_buf_free(&probe);
+    return rc != TERN_ETOOBIG;
+}
+
 static int make_will(broker_conn *c, const tern_mqtt_connect *p, const char *client_id)
 {
     tern_mqtt_publish will = { 0 };
@@ -73,6 +83,8 @@ int broker_handle_connect(broker_conn *c, const tern_mqtt_connect *p)
 {
     tern_broker *b = c->broker;
     c->version = p->version;
+    if (c->version == TERN_MQTT_V5 && TERN_MQTT_HAS_PROP(&p->props, TERN_MQTT_PROP_MAX_PACKET_SIZE))
+        c->client_max_packet = p->props.max_packet_size; /* refusals too must fit (3.1.2-24) */
 
     if (b->shutting_down || b->store_failed)
         return refuse(c, TERN_MQTT_RC_SERVER_UNAVAILABLE);
@@ -145,6 +157,62 @@ int broker_handle_connect(broker_conn *c, const tern_mqtt_connect *p)
     if (expiry_s > b->cfg.max_session_expiry_s)
         expiry_s = b->cfg.max_session_expiry_s;
 
+    /* What the client announced (5.0). */
+    c->keepalive_s = p->keep_alive_s;
+    bool server_keepalive = false;
+    if (c->version == TERN_MQTT_V5 && b->cfg.max_keepalive_s
+        && (c->keepalive_s == 0 || c->keepalive_s > b->cfg.max_keepalive_s)) {
+        c->keepalive_s = b->cfg.max_keepalive_s; /* told to the client in CONNACK */
+        server_keepalive = true;
+    }
+    if (c->version == TERN_MQTT_V5) {
+        if (TERN_MQTT_HAS_PROP(&p->props, TERN_MQTT_PROP_RECEIVE_MAX))
+            c->client_receive_max = p->props.receive_max;
+        if (TERN_MQTT_HAS_PROP(&p->props, TERN_MQTT_PROP_TOPIC_ALIAS_MAX))
+            c->client_topic_alias_max = p->props.topic_alias_max;
+        c->request_problem_info
+            = !TERN_MQTT_HAS_PROP(&p->props, TERN_MQTT_PROP_REQUEST_PROBLEM_INFO)
+            || p->props.request_problem_info;
+    }
+
+    /* CONNACK. */
+    tern_mqtt_packet ack = { .type = TERN_MQTT_CONNACK };
+    ack.u.connack.reason = 0;
+    if (c->version == TERN_MQTT_V5) {
+        tern_mqtt_props *pr = &ack.u.connack.props;
+        pr->present = TERN_MQTT_PROP_BIT(TERN_MQTT_PROP_RECEIVE_MAX)
+            | TERN_MQTT_PROP_BIT(TERN_MQTT_PROP_TOPIC_ALIAS_MAX)
+            | TERN_MQTT_PROP_BIT(TERN_MQTT_PROP_MAX_PACKET_SIZE);
+        pr->receive_max = b->cfg.receive_max;
+        pr->topic_alias_max = b->cfg.topic_alias_max;
+        pr->max_packet_size = b->cfg.max_packet_bytes;
+        if (assigned) {
+            pr->present |= TERN_MQTT_PROP_BIT(TERN_MQTT_PROP_ASSIGNED_CLIENT_ID);
+            pr->assigned_client_id.p = (const uint8_t *)client_id;
+            pr->assigned_client_id.len = (uint16_t)strlen(client_id);
+        }
+        if (server_keepalive) {
+            pr->present |= TERN_MQTT_PROP_BIT(TERN_MQTT_PROP_SERVER_KEEP_ALIVE);
+            pr->server_keep_alive_s = c->keepalive_s;
+        }
+        if (b->cfg.response_information
+            && TERN_MQTT_HAS_PROP(&p->props, TERN_MQTT_PROP_REQUEST_RESPONSE_INFO)
+            && p->props.request_response_info) {
+            pr->present |= TERN_MQTT_PROP_BIT(TERN_MQTT_PROP_RESPONSE_INFO);
+            pr->response_info.p = (const uint8_t *)b->cfg.response_information;
+            pr->response_info.len = (uint16_t)strlen(b->cfg.response_information);
+        }
+        if (TERN_MQTT_HAS_PROP(&p->props, TERN_MQTT_PROP_SESSION_EXPIRY)
+            && p->props.session_expiry_s != expiry_s) {
+            pr->present |= TERN_MQTT_PROP_BIT(TERN_MQTT_PROP_SESSION_EXPIRY);
+            pr->session_expiry_s = expiry_s;
+        }
+    }
+    /* Refused before any session is touched if even its lean form is too long for the client
+     * (5.0 3.1.2.11.4); its session_present flag, set below, does not change its length. */
+    if (c->client_max_packet && !connack_fits(c, &ack))
+        return refuse(c, TERN_MQTT_RC_PACKET_TOO_LARGE);
+
     /* Session: take over an online one, resume or discard an offline one. */
     broker_session *s = broker_session_find(b, client_id);
     if (s && s->conn) {
@@ -170,61 +238,8 @@ int broker_handle_connect(broker_conn *c, const tern_mqtt_connect *p)
     s->conn = c;
     c->session = s;
     broker_store_session(b, s); /* a persistent session is journaled from its CONNECT on */
-
-    /* What the client announced (5.0). */
-    c->keepalive_s = p->keep_alive_s;
-    bool server_keepalive = false;
-    if (c->version == TERN_MQTT_V5 && b->cfg.max_keepalive_s
-        && (c->keepalive_s == 0 || c->keepalive_s > b->cfg.max_keepalive_s)) {
-        c->keepalive_s = b->cfg.max_keepalive_s; /* told to the client in CONNACK */
-        server_keepalive = true;
-    }
-    if (c->version == TERN_MQTT_V5) {
-        if (TERN_MQTT_HAS_PROP(&p->props, TERN_MQTT_PROP_RECEIVE_MAX))
-            c->client_receive_max = p->props.receive_max;
-        if (TERN_MQTT_HAS_PROP(&p->props, TERN_MQTT_PROP_MAX_PACKET_SIZE))
-            c->client_max_packet = p->props.max_packet_size;
-        if (TERN_MQTT_HAS_PROP(&p->props, TERN_MQTT_PROP_TOPIC_ALIAS_MAX))
-            c->client_topic_alias_max = p->props.topic_alias_max;
-        c->request_problem_info
-            = !TERN_MQTT_HAS_PROP(&p->props, TERN_MQTT_PROP_REQUEST_PROBLEM_INFO)
-            || p->props.request_problem_info;
-    }
-
-    /* CONNACK. */
-    tern_mqtt_packet ack = { .type = TERN_MQTT_CONNACK };
     ack.u.connack.session_present = session_present;
-    ack.u.connack.reason = 0;
-    if (c->version == TERN_MQTT_V5) {
-        tern_mqtt_props *pr = &ack.u.connack.props;
-        pr->present = TERN_MQTT_PROP_BIT(TERN_MQTT_PROP_RECEIVE_MAX)
-            | TERN_MQTT_PROP_BIT(TERN_MQTT_PROP_TOPIC_ALIAS_MAX)
-            | TERN_MQTT_PROP_BIT(TERN_MQTT_PROP_MAX_PACKET_SIZE);
-        pr->receive_max = b->cfg.receive_max;
-        pr->topic_alias_max = b->cfg.topic_alias_max;
-        pr->max_packet_size = b->cfg.max_packet_bytes;
-        if (assigned) {
-            pr->present |= TERN_MQTT_PROP_BIT(TERN_MQTT_PROP_ASSIGNED_CLIENT_ID);
-            pr->assigned_client_id.p = (const uint8_t *)s->client_id;
-            pr->assigned_client_id.len = (uint16_t)strlen(s->client_id);
-        }
-        if (server_keepalive) {
-            pr->present |= TERN_MQTT_PROP_BIT(TERN_MQTT_PROP_SERVER_KEEP_ALIVE);
-            pr->server_keep_alive_s = c->keepalive_s;
-        }
-        if (b->cfg.response_information
-            && TERN_MQTT_HAS_PROP(&p->props, TERN_MQTT_PROP_REQUEST_RESPONSE_INFO)
-            && p->props.request_response_info) {
-            pr->present |= TERN_MQTT_PROP_BIT(TERN_MQTT_PROP_RESPONSE_INFO);
-            pr->response_info.p = (const uint8_t *)b->cfg.response_information;
-            pr->response_info.len = (uint16_t)strlen(b->cfg.response_information);
-        }
-        if (TERN_MQTT_HAS_PROP(&p->props, TERN_MQTT_PROP_SESSION_EXPIRY)
-            && p->props.session_expiry_s != expiry_s) {
-            pr->present |= TERN_MQTT_PROP_BIT(TERN_MQTT_PROP_SESSION_EXPIRY);
-            pr->session_expiry_s = expiry_s;
-        }
-    }
+
     /* Established: its events now come before any handshake's (see conn.c, accept). */
     if (tern_loop_io_set_background(&c->io, false) != 0 || broker_conn_send(c, &ack) != 0)
         return TERN_MQTT_RC_IMPLEMENTATION_ERROR;
