@@ -106,10 +106,15 @@ typedef struct broker_out {
     uint8_t state; /* OUT_QUEUED, OUT_WAIT_PUBACK, OUT_WAIT_PUBREC, OUT_WAIT_PUBCOMP */
     uint16_t packet_id;
     uint64_t store_id; /* journaled (persistent session, QoS > 0); 0 otherwise */
+    tern_list link;    /* in its session's out list */
     uint32_t n_sub_ids;
-    uint32_t sub_ids[4]; /* subscription identifiers of the matching subscriptions (5.0) */
-    tern_list link;      /* in its session's out list */
+    uint32_t sub_ids[]; /* subscription identifiers of the matching subscriptions (5.0) */
 } broker_out;
+
+/* The most subscription identifiers one delivery carries: a client's overlapping
+ * subscriptions matching one topic, each with its own identifier (5.0 3.3.4). The store
+ * journals the count in a byte (docs/formats/broker-store.md). */
+#define BROKER_MAX_SUB_IDS 255u
 
 enum { OUT_QUEUED = 0, OUT_WAIT_PUBACK, OUT_WAIT_PUBREC, OUT_WAIT_PUBCOMP };
 

@@ -53,13 +53,14 @@ void broker_route(tern_broker *b, broker_msg *m, broker_session *from)
                 continue;
             }
         }
-        uint32_t ids[4];
-        size_t n_ids = tern_topic_delivery_ids(mt, d, ids, 4);
-        if (n_ids > 4)
-            n_ids = 4;
+        uint32_t ids[BROKER_MAX_SUB_IDS];
+        size_t n_ids = d->n_ids ? tern_topic_delivery_ids(mt, d, ids, BROKER_MAX_SUB_IDS) : 0;
+        if (n_ids > BROKER_MAX_SUB_IDS)
+            n_ids = BROKER_MAX_SUB_IDS;
         uint8_t qos = m->qos < granted ? m->qos : granted;
-        /* Retain is cleared on forwarding unless the subscription asked to keep it. */
-        bool retain = d->retain_as_published && !d->shared ? m->retain : false;
+        /* Retain is cleared on forwarding unless the subscription asked to keep it (shared
+         * ones too: 5.0 3.3.1.3 makes no exception). */
+        bool retain = d->retain_as_published ? m->retain : false;
         broker_session_deliver(b, who->ctx, m, qos, retain, ids, (uint32_t)n_ids);
     }
     /* Output is flushed once per loop iteration for every connection that got some. */

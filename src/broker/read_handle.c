@@ -48,8 +48,9 @@ int broker_handle_packet(broker_conn *c, const tern_mqtt_packet *pkt)
             c->session->clean = c->session->expiry_s == 0;
             broker_store_session(c->broker, c->session);
         }
-        /* Normal disconnection discards the will; 0x04 asks for it to be published. */
-        broker_conn_close(c, 0, reason == TERN_MQTT_RC_DISCONNECT_WITH_WILL);
+        /* Only a normal disconnection (0x00) discards the will (5.0 3.14.4-3): 0x04 asks
+         * for it, and a client that reports an error (0x80 and up) gets it published too. */
+        broker_conn_close(c, 0, reason != TERN_MQTT_RC_SUCCESS);
         return 0;
     }
     case TERN_MQTT_AUTH:

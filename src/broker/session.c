@@ -450,7 +450,9 @@ int broker_session_qos2_set(broker_session *s, uint16_t id, bool on)
 broker_out *broker_session_restore_out(broker_session *s, broker_msg *m, uint8_t qos, bool retain,
     const uint32_t *sub_ids, uint32_t n_sub_ids)
 {
-    broker_out *o = tern_calloc(1, sizeof *o);
+    if (n_sub_ids > BROKER_MAX_SUB_IDS)
+        n_sub_ids = BROKER_MAX_SUB_IDS;
+    broker_out *o = tern_calloc(1, sizeof *o + n_sub_ids * sizeof o->sub_ids[0]);
     if (!o)
         return NULL;
     broker_msg_ref(m);
@@ -458,7 +460,7 @@ broker_out *broker_session_restore_out(broker_session *s, broker_msg *m, uint8_t
     o->qos = qos;
     o->retain = retain;
     o->state = OUT_QUEUED;
-    o->n_sub_ids = n_sub_ids > 4 ? 4 : n_sub_ids;
+    o->n_sub_ids = n_sub_ids;
     for (uint32_t i = 0; i < o->n_sub_ids; i++)
         o->sub_ids[i] = sub_ids[i];
     tern_list_push_back(&s->out, &o->link);

@@ -185,7 +185,7 @@ static void write_out(tern_broker *b, tern_buf *out, const broker_session *s, br
         write_msg(b, out, o->msg);
     if (!o->store_id)
         o->store_id = st->next_out_id++;
-    if (!reserve(st, out, 64 + strlen(s->client_id)))
+    if (!reserve(st, out, 64 + strlen(s->client_id) + 4 * (size_t)o->n_sub_ids))
         return;
     size_t before = out->len, start;
     rec_begin(out, &start, REC_OUT);
@@ -693,10 +693,9 @@ static int replay_record(replay *rp, uint8_t type, tern_reader *r)
         uint64_t out_id, msg_id;
         uint8_t qos, retain, n_ids;
         if (tern_reader_le64(r, &out_id) || get_id(r, id, sizeof id) || tern_reader_le64(r, &msg_id)
-            || tern_reader_u8(r, &qos) || tern_reader_u8(r, &retain) || tern_reader_u8(r, &n_ids)
-            || n_ids > 4)
+            || tern_reader_u8(r, &qos) || tern_reader_u8(r, &retain) || tern_reader_u8(r, &n_ids))
             return TERN_ECORRUPT;
-        uint32_t ids[4];
+        uint32_t ids[BROKER_MAX_SUB_IDS];
         for (uint8_t i = 0; i < n_ids; i++)
             if (tern_reader_le32(r, &ids[i]))
                 return TERN_ECORRUPT;

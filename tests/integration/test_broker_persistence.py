@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 import tern_harness as th
-from broker_fixture import (PUBACK, PUBCOMP, PUBLISH, PUBREC, SUBACK, Raw, ack_packet,
+from broker_fixture import (PUBACK, PUBCOMP, PUBLISH, PUBREC, SUBACK, Raw, ack_packet, prop,
                             publish_packet, subscribe_packet)
 
 ACL = "topic readwrite #\n"
@@ -89,6 +89,33 @@ def test_queued_messages_survive_kill9(node):
     # Nothing more, and the subscription itself survived: a new publish still arrives.
     publish_acked(node.port, "fleet/car42/cmd/horn", [b"after"])
     assert drain(r, 1)[0].payload == b"after"
+
+
+def test_every_subscription_identifier_kept_across_kill9(node):
+    """MQTT 5.0 3.3.4 ([MQTT-3.3.4-4]): one copy of a message that matches several overlapping
+    subscriptions carries every one of their Subscription Identifiers: sent at once to an online
+    client, and queued for an offline one, journaled, and sent after a kill -9 and restart."""
+    filters = ["sid/a/b", "sid/+/b", "sid/a/+", "sid/#", "sid/a/#", "+/a/b", "+/+/+"]
+    ids = [1, 7, 300, 16384, 2097151, 268435455, 42]
+    r = Raw(node.port, 5)
+    assert r.connect("sids", clean=False, props_=prop(0x11, 3600)).reason == 0
+    for n, (f, i) in enumerate(zip(filters, ids), start=1):
+        r.send(subscribe_packet(n, [(f, 1)], version=5, props_=prop(0x0B, i)))
+        assert r.expect(SUBACK).codes == [1]
+    publish_acked(node.port, "sid/a/b", [b"online"])
+    m = r.expect(PUBLISH)
+    assert (m.payload, sorted(m.props.get(0x0B))) == (b"online", sorted(ids))
+    r.send(ack_packet(PUBACK, m.packet_id))
+    r.close()
+    publish_acked(node.port, "sid/a/b", [b"queued"])
+    node.kill9()
+    node.start()
+    r = Raw(node.port, 5)
+    assert r.connect("sids", clean=False, props_=prop(0x11, 3600)).session_present
+    m = r.expect(PUBLISH)
+    assert (m.payload, sorted(m.props.get(0x0B))) == (b"queued", sorted(ids))
+    r.send(ack_packet(PUBACK, m.packet_id))
+    r.close()
 
 
 def test_unacknowledged_inflight_is_redelivered_with_dup(node):
