@@ -4,20 +4,12 @@
  * in those decoders; the flags nibble stays the fuzzer's. A CONNECT that decodes must re-encode,
  * decode to the same fields and re-encode to the same bytes; errors must carry a reason code.
  */
-#include "../unit/mqtt/mqtt_check.h"
-
-#include <stdio.h>
-#include <stdlib.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#define FUZZ_TARGET "fuzz_mqtt_connect"
+#include "fuzz_mqtt.h"
 
 static void one(const uint8_t *data, size_t size, uint8_t version)
 {
-    const char *diff = mqtt_check_roundtrip(data, size, version);
-    if (diff) {
-        fprintf(stderr, "fuzz_mqtt_connect: round trip (v%d): %s\n", version, diff);
-        abort();
-    }
+    check_roundtrip(data, size, version);
     tern_mqtt_packet pkt;
     tern_mqtt_status st;
     size_t used;
@@ -40,21 +32,9 @@ static void one(const uint8_t *data, size_t size, uint8_t version)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size == 0 || size > 65536)
-        return 0;
-    uint8_t *buf = malloc(size);
-    if (!buf)
-        return 0;
-    memcpy(buf, data, size);
-    bool connack = (data[0] & 0x80) != 0;
-    buf[0] = (uint8_t)((connack ? TERN_MQTT_CONNACK : TERN_MQTT_CONNECT) << 4 | (data[0] & 0x0F));
-    if (connack) {
-        one(buf, size, TERN_MQTT_V311);
-        one(buf, size, TERN_MQTT_V5);
-    } else {
-        one(buf, size, 0);
-        one(buf, size, TERN_MQTT_V5);
-    }
-    free(buf);
-    return 0;
+    /* CONNECT, or CONNACK when the first byte's high bit is set. */
+    static const uint8_t types[8] = { TERN_MQTT_CONNECT, TERN_MQTT_CONNECT, TERN_MQTT_CONNECT,
+        TERN_MQTT_CONNECT, TERN_MQTT_CONNACK, TERN_MQTT_CONNACK, TERN_MQTT_CONNACK,
+        TERN_MQTT_CONNACK };
+    return fuzz_mqtt_typed(data, size, types, one);
 }

@@ -4,20 +4,8 @@
  * packet that decodes is re-encoded, decoded again and compared field by field (and the two
  * encodings byte by byte); framing must agree with decoding on every packet's length.
  */
-#include "../unit/mqtt/mqtt_check.h"
-
-#include <stdio.h>
-#include <stdlib.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void check(bool ok, const char *what)
-{
-    if (!ok) {
-        fprintf(stderr, "fuzz_mqtt_packet: %s\n", what);
-        abort();
-    }
-}
+#define FUZZ_TARGET "fuzz_mqtt_packet"
+#include "fuzz_mqtt.h"
 
 static void stream(const uint8_t *data, size_t size, uint8_t version)
 {
@@ -36,11 +24,7 @@ static void stream(const uint8_t *data, size_t size, uint8_t version)
             check(tern_mqtt_frame(data + off, size - off, plen - 1, &p2) == TERN_ETOOBIG,
                 "max packet size not enforced");
         }
-        const char *diff = mqtt_check_roundtrip(data + off, size - off, version);
-        if (diff) {
-            fprintf(stderr, "round trip (v%d): %s\n", version, diff);
-            abort();
-        }
+        check_roundtrip(data + off, size - off, version);
         if (rc != 0)
             return;
         check(used == plen, "decode consumed a length other than the frame's");

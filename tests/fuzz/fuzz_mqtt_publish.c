@@ -5,29 +5,13 @@
  * name that matches itself and '#' (unless it starts with '$'), and the header-only encoder plus
  * the payload must equal the whole encoding.
  */
-#include "../unit/mqtt/mqtt_check.h"
+#define FUZZ_TARGET "fuzz_mqtt_publish"
+#include "fuzz_mqtt.h"
 #include "mqtt/topic.h"
-
-#include <stdio.h>
-#include <stdlib.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void check(bool ok, const char *what)
-{
-    if (!ok) {
-        fprintf(stderr, "fuzz_mqtt_publish: %s\n", what);
-        abort();
-    }
-}
 
 static void one(const uint8_t *data, size_t size, uint8_t version)
 {
-    const char *diff = mqtt_check_roundtrip(data, size, version);
-    if (diff) {
-        fprintf(stderr, "fuzz_mqtt_publish: round trip (v%d): %s\n", version, diff);
-        abort();
-    }
+    check_roundtrip(data, size, version);
     tern_mqtt_packet pkt;
     tern_mqtt_status st;
     size_t used;
@@ -60,18 +44,8 @@ static void one(const uint8_t *data, size_t size, uint8_t version)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size == 0 || size > 65536)
-        return 0;
-    uint8_t *buf = malloc(size);
-    if (!buf)
-        return 0;
-    memcpy(buf, data, size);
     static const uint8_t types[8]
         = { TERN_MQTT_PUBLISH, TERN_MQTT_PUBLISH, TERN_MQTT_PUBLISH, TERN_MQTT_PUBLISH,
               TERN_MQTT_PUBACK, TERN_MQTT_PUBREC, TERN_MQTT_PUBREL, TERN_MQTT_PUBCOMP };
-    buf[0] = (uint8_t)(types[data[0] >> 5] << 4 | (data[0] & 0x0F));
-    one(buf, size, TERN_MQTT_V311);
-    one(buf, size, TERN_MQTT_V5);
-    free(buf);
-    return 0;
+    return fuzz_mqtt_typed(data, size, types, one);
 }

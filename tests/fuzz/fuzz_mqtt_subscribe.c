@@ -4,29 +4,13 @@
  * round-trip; every filter the iterator yields must be valid, its shared form must parse, and
  * matching it against names built from it must not misbehave.
  */
-#include "../unit/mqtt/mqtt_check.h"
+#define FUZZ_TARGET "fuzz_mqtt_subscribe"
+#include "fuzz_mqtt.h"
 #include "mqtt/topic.h"
-
-#include <stdio.h>
-#include <stdlib.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void check(bool ok, const char *what)
-{
-    if (!ok) {
-        fprintf(stderr, "fuzz_mqtt_subscribe: %s\n", what);
-        abort();
-    }
-}
 
 static void one(const uint8_t *data, size_t size, uint8_t version)
 {
-    const char *diff = mqtt_check_roundtrip(data, size, version);
-    if (diff) {
-        fprintf(stderr, "fuzz_mqtt_subscribe: round trip (v%d): %s\n", version, diff);
-        abort();
-    }
+    check_roundtrip(data, size, version);
     tern_mqtt_packet pkt;
     tern_mqtt_status st;
     size_t used;
@@ -65,17 +49,8 @@ static void one(const uint8_t *data, size_t size, uint8_t version)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size == 0 || size > 65536)
-        return 0;
-    uint8_t *buf = malloc(size);
-    if (!buf)
-        return 0;
-    memcpy(buf, data, size);
-    static const uint8_t types[4]
-        = { TERN_MQTT_SUBSCRIBE, TERN_MQTT_SUBACK, TERN_MQTT_UNSUBSCRIBE, TERN_MQTT_UNSUBACK };
-    buf[0] = (uint8_t)(types[data[0] >> 6] << 4 | (data[0] & 0x0F));
-    one(buf, size, TERN_MQTT_V311);
-    one(buf, size, TERN_MQTT_V5);
-    free(buf);
-    return 0;
+    static const uint8_t types[8] = { TERN_MQTT_SUBSCRIBE, TERN_MQTT_SUBSCRIBE, TERN_MQTT_SUBACK,
+        TERN_MQTT_SUBACK, TERN_MQTT_UNSUBSCRIBE, TERN_MQTT_UNSUBSCRIBE, TERN_MQTT_UNSUBACK,
+        TERN_MQTT_UNSUBACK };
+    return fuzz_mqtt_typed(data, size, types, one);
 }
