@@ -121,6 +121,31 @@ def broker(make_broker):
     return make_broker()
 
 
+class BrokerNode:
+    """A tern broker on a fixed port and data folder that a test can stop, kill -9 and start
+    again (on the same port and data): BrokerNode(start, tmp_path, *extra_args).start()."""
+
+    def __init__(self, start, tmp_path, *extra_args: str, acl: str = ALLOW_ALL):
+        self._start = start
+        self.acl = tmp_path / "node.acl"
+        self.acl.write_text(acl)
+        self.data = tmp_path / "data"
+        self.journal = self.data / "broker" / "journal"
+        self.port = th.free_port()
+        self.args = list(extra_args)
+        self.svc: th.Service | None = None
+
+    def start(self, name: str = "tern-broker") -> "BrokerNode":
+        self.svc = self._start(name, lambda p: [
+            th.tern_bin(), "broker", "--listen", f"127.0.0.1:{p}", "--data", str(self.data),
+            "--allow-anonymous", "--set", f"broker.acl_file={self.acl}", *self.args],
+            port=self.port)
+        return self
+
+    def kill9(self) -> None:
+        self.svc.kill9()
+
+
 # ---- paho ----------------------------------------------------------------------------------
 
 V3 = mqtt.MQTTv311

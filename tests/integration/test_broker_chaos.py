@@ -20,8 +20,7 @@ import struct
 
 import pytest
 
-import tern_harness as th
-from broker_fixture import (DISCONNECT, PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL,
+from broker_fixture import (DISCONNECT, PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, BrokerNode,
                             assert_broker_serves, connect_packet, disconnect_packet, mstr,
                             packet, prop, publish_packet, read_varint, subscribe_packet, varint)
 
@@ -277,21 +276,12 @@ class Chaos:
 @pytest.fixture
 def node(start, tmp_path):
     """A broker with small limits on a data folder that survives its restarts."""
-    acl = tmp_path / "acl"
-    acl.write_text(ACL)
-    data = tmp_path / "data"
-    port = th.free_port()
-
-    def _start(name="tern-broker"):
-        return start(name, lambda p: [
-            th.tern_bin(), "broker", "--listen", f"127.0.0.1:{p}", "--data", str(data),
-            "--allow-anonymous", "--set", f"broker.acl_file={acl}", *LIMITS], port=port)
-    return _start
+    return BrokerNode(start, tmp_path, *LIMITS, acl=ACL)
 
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_random_protocol_sequences(node, seed):
-    svc = node()
+    svc = node.start().svc
     chaos = Chaos(svc.port, seed)
     for n in range(ACTIONS_PER_SEED):
         chaos.step()
@@ -305,6 +295,6 @@ def test_random_protocol_sequences(node, seed):
     else:
         assert svc.stop() == 0, f"unclean shutdown (seed {seed}):\n{svc.log_tail()}"
     # Everything the chaos left in the journal must replay.
-    again = node("tern-broker-restarted")
+    again = node.start("tern-broker-restarted").svc
     assert_broker_serves(again.port, f"after-restart{seed}")
     assert again.stop() == 0, f"unclean shutdown after replay (seed {seed}):\n{again.log_tail()}"

@@ -8,37 +8,15 @@ import subprocess
 import pytest
 
 import tern_harness as th
-from broker_fixture import (PUBACK, PUBCOMP, PUBLISH, PUBREC, SUBACK, Raw, ack_packet, prop,
-                            publish_packet, subscribe_packet)
+from broker_fixture import (PUBACK, PUBCOMP, PUBLISH, PUBREC, SUBACK, BrokerNode, Raw, ack_packet,
+                            prop, publish_packet, subscribe_packet)
 
 ACL = "topic readwrite #\n"
 
 
 @pytest.fixture
 def node(start, tmp_path):
-    """A tern broker on a fixed port and data folder that a test can kill and restart."""
-    acl = tmp_path / "acl"
-    acl.write_text(ACL)
-    data = tmp_path / "data"
-    port = th.free_port()
-
-    class Node:
-        svc = None
-
-        def start(self):
-            self.svc = start("tern-broker", lambda p: [
-                th.tern_bin(), "broker", "--listen", f"127.0.0.1:{p}", "--data", str(data),
-                "--allow-anonymous", "--set", f"broker.acl_file={acl}"], port=port)
-            return self
-
-        def kill9(self):
-            self.svc.kill9()
-
-        journal = data / "broker" / "journal"
-
-    n = Node()
-    n.port = port
-    return n.start()
+    return BrokerNode(start, tmp_path, acl=ACL).start()
 
 
 def persistent_subscriber(port, client_id, topic, qos=1):
