@@ -668,8 +668,9 @@ class Raw:
             raise Closed()
         self.buf += chunk
 
-    def recv(self, timeout: float = TIMEOUT) -> Packet:
-        """The next packet; raises Closed at end of stream, TimeoutError if none comes."""
+    def recv_frame(self, timeout: float = TIMEOUT) -> bytes:
+        """The next whole packet exactly as it came on the wire (fixed header included);
+        raises Closed at end of stream, TimeoutError if none comes."""
         deadline = time.monotonic() + timeout
         while True:
             if len(self.buf) >= 2:
@@ -678,13 +679,17 @@ class Raw:
                 except IndexError:
                     length, i = None, 0
                 if length is not None and len(self.buf) >= i + length:
-                    first = self.buf[0]
-                    body = self.buf[i:i + length]
-                    self.buf = self.buf[i + length:]
-                    return Packet(first >> 4, first & 0x0F, body, self.version)
+                    frame, self.buf = self.buf[:i + length], self.buf[i + length:]
+                    return frame
             if self.eof:
                 raise Closed()
             self._fill(deadline)
+
+    def recv(self, timeout: float = TIMEOUT) -> Packet:
+        """The next packet; raises Closed at end of stream, TimeoutError if none comes."""
+        frame = self.recv_frame(timeout)
+        _, i = read_varint(frame, 1)
+        return Packet(frame[0] >> 4, frame[0] & 0x0F, frame[i:], self.version)
 
     def expect(self, ptype: int, timeout: float = TIMEOUT) -> Packet:
         p = self.recv(timeout)

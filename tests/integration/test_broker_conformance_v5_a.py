@@ -4,7 +4,6 @@ file covered (statement IDs are MQTT 5.0 ones, cited in each docstring; statemen
 only the client are tested through the server's reaction when a client breaks them). Driven
 with protocol level 5 raw sockets (to see and send exact bytes) and paho 5.0 clients."""
 import struct
-import time
 
 import pytest
 
@@ -25,19 +24,7 @@ REASON_STRING, USER_PROPERTY = 0x1F, 0x26
 
 def recv_frame(r: Raw, timeout: float = TIMEOUT) -> bytes:
     """The next whole packet exactly as it came on the wire (fixed header included)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if len(r.buf) >= 2:
-            try:
-                length, i = read_varint(r.buf, 1)
-            except IndexError:
-                length, i = None, 0
-            if length is not None and len(r.buf) >= i + length:
-                frame, r.buf = r.buf[:i + length], r.buf[i + length:]
-                return frame
-        if r.eof:
-            raise Closed()
-        r._fill(deadline)
+    return r.recv_frame(timeout)
 
 
 def vbi_is_minimal(b: bytes, i: int) -> bool:
