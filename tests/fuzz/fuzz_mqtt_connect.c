@@ -33,8 +33,8 @@ static void one(const uint8_t *data, size_t size, uint8_t version)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     /* CONNECT, or CONNACK when the first byte's high bit is set. */
-    static const uint8_t types[8] = { TERN_MQTT_CONNECT, TERN_MQTT_CONNECT, TERN_MQTT_CONNECT,
-        TERN_MQTT_CONNECT, TERN_MQTT_CONNACK, TERN_MQTT_CONNACK, TERN_MQTT_CONNACK,
-        TERN_MQTT_CONNACK };
+    static const uint8_t types[8]
+        = { TERN_MQTT_CONNECT, TERN_MQTT_CONNECT, TERN_MQTT_CONNECT, TERN_MQTT_CONNECT,
+              TERN_MQTT_CONNACK, TERN_MQTT_CONNACK, TERN_MQTT_CONNACK, TERN_MQTT_CONNACK };
     return fuzz_mqtt_typed(data, size, types, one);
 }

@@ -52,8 +52,8 @@ static void one(const uint8_t *data, size_t size, uint8_t version)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static const uint8_t types[8] = { TERN_MQTT_DISCONNECT, TERN_MQTT_DISCONNECT, TERN_MQTT_AUTH,
-        TERN_MQTT_AUTH, TERN_MQTT_PINGREQ, TERN_MQTT_PINGREQ, TERN_MQTT_PINGRESP,
-        TERN_MQTT_PINGRESP };
+    static const uint8_t types[8]
+        = { TERN_MQTT_DISCONNECT, TERN_MQTT_DISCONNECT, TERN_MQTT_AUTH, TERN_MQTT_AUTH,
+              TERN_MQTT_PINGREQ, TERN_MQTT_PINGREQ, TERN_MQTT_PINGRESP, TERN_MQTT_PINGRESP };
     return fuzz_mqtt_typed(data, size, types, one);
 }
