@@ -69,7 +69,7 @@ class Client:
         return self.next_id
 
     def drain(self, rng: random.Random) -> None:
-        """Read what has arrived; answer a PUBLISH or PUBREL properly most of the time."""
+        """Read what has arrived; answer a PUBLISH, PUBREC or PUBREL properly most of the time."""
         while self.alive:
             try:
                 chunk = self.sock.recv(65536)
@@ -100,6 +100,8 @@ class Client:
                                      struct.pack("!H", pid)))
             elif ptype == PUBREL and rng.random() < 0.9:
                 self.send(packet(PUBCOMP << 4, body[:2]))
+            elif ptype == PUBREC and rng.random() < 0.8:  # our QoS 2 publish: release it
+                self.send(packet(PUBREL << 4 | 2, body[:2]))
             elif ptype == DISCONNECT:
                 self.close()
                 return
