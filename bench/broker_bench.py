@@ -10,7 +10,9 @@ the medians. It prints ONE JSON line per scenario on stdout:
    "ratio":{"msgs_per_cpu_s":2.3,"delivered_per_s":1.0,"p99":0.8}}
 
 A ratio is tern / mosquitto: above 1 is better for rates and counts per CPU-second, below 1 is
-better for latencies, memory and times.
+better for latencies, memory and times. It is the ratio of the two medians; "ratio_reps" adds the
+ratios of each rep's pair (the two brokers ran back to back), and their median, for the first
+ratio of the scenario, so that a reader sees how far one rep moves it.
 
 The fan-in scenarios also run a control, bench/mqtt_floor: a program that only frames and
 forwards bytes, the least any broker can cost per message on this machine (the kernel's receive
@@ -296,6 +298,19 @@ def ratio(a, b):
     return round(a / b, 3)
 
 
+def paired_ratios(runs, ratios):
+    """For the scenario's first ratio: tern / mosquitto of each rep whose two runs both
+    succeeded, and the median of those."""
+    name, f = next(iter(ratios.items()))
+    pairs = [ratio(t.get(f), m.get(f)) for t, m in zip(runs["tern"], runs["mosquitto"])
+             if t.get("ok") and m.get("ok")]
+    pairs = [p for p in pairs if p is not None]
+    out = {"figure": name, "reps": pairs}
+    if pairs:
+        out["median"] = round(statistics.median(pairs), 3)
+    return out
+
+
 def floor_ratios(line):
     """The control's figures: floor / mosquitto, tern / floor, and each broker's own CPU per
     message, the microseconds it spends above the floor's (tern's over Mosquitto's: below 1 is
@@ -376,6 +391,7 @@ def main():
             if "tern" in here and "mosquitto" in here:
                 line["ratio"] = {name: ratio(line["tern"].get(f), line["mosquitto"].get(f))
                                  for name, f in SCENARIOS[scenario]["ratios"].items()}
+                line["ratio_reps"] = paired_ratios(runs, SCENARIOS[scenario]["ratios"])
             if "floor" in here:
                 line["floor_ratio"] = floor_ratios(line)
             print(json.dumps(line), flush=True)
