@@ -149,11 +149,7 @@ int broker_encode_within(
     tern_mqtt_props *pr = sheddable_props(&lean);
     if (!pr)
         return TERN_ETOOBIG;
-    pr->present &= ~TERN_MQTT_PROP_BIT(TERN_MQTT_PROP_REASON_STRING);
-    pr->user = NULL;
-    pr->n_user = 0;
-    pr->raw = NULL; /* the encoder would copy user properties from a decoded packet's bytes */
-    pr->raw_len = 0;
+    tern_mqtt_props_drop_optional(pr);
     rc = tern_mqtt_encode(out, version, &lean);
     if (rc != 0 || out->len - before <= limit)
         return rc;

@@ -338,6 +338,13 @@ void tern_mqtt_props_user_begin(const tern_mqtt_props *props, tern_mqtt_iter *it
 /* tern_mqtt_props_user_next sets *up to the next user property and returns true, or returns
  * false at the end. The views borrow the same memory the props do. */
 bool tern_mqtt_props_user_next(tern_mqtt_iter *it, tern_mqtt_user_prop *up);
+/*
+ * tern_mqtt_props_drop_optional removes the Reason String and the User Properties: what 5.0
+ * lets a sender leave out of an ack, CONNACK, DISCONNECT or AUTH that would otherwise exceed the
+ * receiver's Maximum Packet Size (3.1.2.11.4 and each packet's section). Not for PUBLISH, whose
+ * user properties must be forwarded.
+ */
+void tern_mqtt_props_drop_optional(tern_mqtt_props *props);
 /* tern_mqtt_props_sub_id_begin / _next iterate the Subscription Identifiers (PUBLISH). */
 void tern_mqtt_props_sub_id_begin(const tern_mqtt_props *props, tern_mqtt_iter *it);
 bool tern_mqtt_props_sub_id_next(tern_mqtt_iter *it, uint32_t *sub_id);

@@ -338,6 +338,17 @@ bad:
     return false;
 }
 
+void tern_mqtt_props_drop_optional(tern_mqtt_props *props)
+{
+    props->present &= ~TERN_MQTT_PROP_BIT(TERN_MQTT_PROP_REASON_STRING);
+    props->user = NULL;
+    props->n_user = 0;
+    /* The encoder would copy user properties from a decoded packet's bytes; the packets this
+     * is for keep nothing else there. */
+    props->raw = NULL;
+    props->raw_len = 0;
+}
+
 void tern_mqtt_props_user_begin(const tern_mqtt_props *props, tern_mqtt_iter *it)
 {
     memset(it, 0, sizeof *it);
